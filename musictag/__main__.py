@@ -1,0 +1,3 @@
+from musictag.cli import main
+
+main()

@@ -1,0 +1,303 @@
+"""Audio in: decode, downmix, resample and cut into model windows, in bounded memory.
+
+Files are read in blocks and resampled with a streaming soxr resampler, so a two-hour recording
+never sits in memory at once. libsndfile (through soundfile) reads wav, flac, ogg/vorbis, opus and
+mp3; what it refuses (m4a/aac, webm, odd wav wrappers) goes to FFmpeg through PyAV. numpy only:
+the onnxruntime tagging path must work without torch.
+
+Windowing policy (documented in README.md):
+- ``consecutive`` (the paper): non-overlapping windows from the start. A remainder of at least half
+  a window gets one more window aligned to the end of the file (overlapping its neighbour); a
+  shorter remainder is dropped, as the paper drops the end of each 29.1 s clip.
+- ``evenly_spaced`` (Won et al.'s evaluation): ``n`` windows spread from start to end.
+- A clip shorter than one window but at least :data:`MIN_DURATION_S` long is zero-padded on both
+  sides to one window; a shorter one is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+log = logging.getLogger(__name__)
+
+#: Extensions picked up when a folder is tagged.
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm",
+    ".aif", ".aiff", ".aifc", ".wma", ".mka", ".wv", ".ape", ".caf",
+})
+#: Clips shorter than this carry too little music to tag.
+MIN_DURATION_S = 1.0
+#: Peak below which a whole file counts as silent (-100 dBFS).
+SILENCE_PEAK = 1e-5
+BLOCK_SECONDS = 30.0
+
+
+class AudioError(Exception):
+    """A file that cannot be tagged; ``str()`` is the one line users see."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate_hz: int
+    channels: int
+    n_frames: int | None  # as the container declares it; None when unknown
+    decoder: str
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.n_frames is None else self.n_frames / self.sample_rate_hz
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """How a track is covered by windows; travels with a model card (``averaging``)."""
+
+    kind: str = "consecutive"
+    n_windows: int = 16
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WindowRule:
+        rule = cls(kind=data.get("rule", "consecutive"), n_windows=int(data.get("n_windows", 16)))
+        if rule.kind not in ("consecutive", "evenly_spaced"):
+            raise ValueError(f"unknown averaging rule {rule.kind!r}")
+        return rule
+
+    def to_dict(self) -> dict:
+        if self.kind == "consecutive":
+            return {"rule": "consecutive"}
+        return {"rule": self.kind, "n_windows": self.n_windows}
+
+
+class _SoundfileReader:
+    def __init__(self, path: Path):
+        self._file = soundfile.SoundFile(str(path))
+        self.info = AudioInfo(self._file.samplerate, self._file.channels,
+                              self._file.frames if self._file.frames > 0 else None, "soundfile")
+
+    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        with self._file:
+            while True:
+                block = self._file.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
+
+
+class _PyAVReader:
+    def __init__(self, path: Path):
+        import av  # imported here: FFmpeg is only needed for what libsndfile refuses
+
+        self._av = av
+        self._container = av.open(str(path))
+        if not self._container.streams.audio:
+            self._container.close()
+            raise ValueError("no audio stream")
+        stream = self._container.streams.audio[0]
+        n_frames = None
+        if stream.duration is not None and stream.time_base is not None:
+            n_frames = int(stream.duration * stream.time_base * stream.rate)
+        elif self._container.duration:
+            n_frames = int(self._container.duration / 1_000_000 * stream.rate)
+        self._stream = stream
+        self.info = AudioInfo(stream.rate, stream.channels, n_frames, "pyav")
+
+    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        resampler = self._av.AudioResampler(format="flt", layout="mono")
+        pending: list[np.ndarray] = []
+        pending_frames = 0
+        with self._container:
+            for frame in self._container.decode(self._stream):
+                for converted in resampler.resample(frame):
+                    samples = converted.to_ndarray().reshape(-1, 1)
+                    pending.append(samples)
+                    pending_frames += len(samples)
+                if pending_frames >= block_frames:
+                    yield np.concatenate(pending)
+                    pending, pending_frames = [], 0
+        if pending:
+            yield np.concatenate(pending)
+
+
+def _open(path: Path) -> _SoundfileReader | _PyAVReader:
+    """The first decoder that accepts the file; the error names both causes when none does."""
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a directory")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+    try:
+        return _SoundfileReader(path)
+    except (soundfile.LibsndfileError, RuntimeError) as sndfile_error:
+        first = str(sndfile_error).split(":")[-1].strip() or "unsupported format"
+    try:
+        return _PyAVReader(path)
+    except Exception as ffmpeg_error:  # PyAV raises many FFmpeg error types
+        second = str(ffmpeg_error).split(":")[-1].strip() or type(ffmpeg_error).__name__
+        raise AudioError(path, f"not a decodable audio file (libsndfile: {first}; "
+                               f"ffmpeg: {second})") from None
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Rate, channels and declared length, without decoding the samples."""
+    return _open(Path(path)).info
+
+
+def stream_mono(path: str | os.PathLike, *, sample_rate_hz: int,
+                block_seconds: float = BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """The file's declared info and a generator of mono float32 blocks at ``sample_rate_hz``.
+
+    The generator raises :class:`AudioError` for NaN/Inf samples, decoder failures mid-file and
+    files that turn out silent; a file shorter than its header claims is tagged as far as it goes.
+    """
+    path = Path(path)
+    reader = _open(path)
+    info = reader.info
+    return info, _mono_blocks(path, reader, info, sample_rate_hz, block_seconds)
+
+
+def _mono_blocks(path: Path, reader: _SoundfileReader | _PyAVReader, info: AudioInfo,
+                 sample_rate_hz: int, block_seconds: float) -> Iterator[np.ndarray]:
+    resampler = None
+    if info.sample_rate_hz != sample_rate_hz:
+        resampler = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, 1, dtype="float32",
+                                        quality="HQ")
+    peak = 0.0
+    frames_read = 0
+    try:
+        for block in reader.blocks(max(1, int(block_seconds * info.sample_rate_hz))):
+            frames_read += len(block)
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if not np.isfinite(mono).all():
+                raise AudioError(path, "contains NaN or infinite samples")
+            peak = max(peak, float(np.abs(mono).max(initial=0.0)))
+            yield resampler.resample_chunk(mono) if resampler else np.ascontiguousarray(mono)
+        if resampler:
+            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+    except AudioError:
+        raise
+    except Exception as error:  # decoders raise their own types mid-stream
+        raise AudioError(path, f"decoding failed after {frames_read / info.sample_rate_hz:.1f} s "
+                               f"({str(error).strip() or type(error).__name__})") from None
+    if frames_read == 0:
+        raise AudioError(path, "holds no audio samples")
+    if info.n_frames and frames_read < 0.99 * info.n_frames:
+        log.warning("%s: header declares %.1f s but the file holds %.1f s; tagged what is there",
+                    path, info.n_frames / info.sample_rate_hz, frames_read / info.sample_rate_hz)
+    if peak < SILENCE_PEAK:
+        raise AudioError(path, "is silent (peak below -100 dBFS): nothing to tag")
+
+
+def load_mono(path: str | os.PathLike, *, sample_rate_hz: int) -> np.ndarray:
+    """A whole file as one mono float32 array at ``sample_rate_hz`` (for short clips and caches)."""
+    _, blocks = stream_mono(path, sample_rate_hz=sample_rate_hz)
+    return np.concatenate(list(blocks))
+
+
+def evenly_spaced_starts(total_samples: int, *, window_samples: int, n_windows: int) -> list[int]:
+    """Start offsets of ``n_windows`` windows spread over the track (deduplicated when it is short)."""
+    last_start = max(total_samples - window_samples, 0)
+    return sorted({int(round(s)) for s in np.linspace(0, last_start, n_windows)})
+
+
+def _padded(samples: np.ndarray, window_samples: int) -> np.ndarray:
+    window = np.zeros(window_samples, np.float32)
+    offset = (window_samples - len(samples)) // 2
+    window[offset:offset + len(samples)] = samples
+    return window
+
+
+def cut_windows(blocks: Iterable[np.ndarray], *, window_samples: int, rule: WindowRule,
+                total_samples: int | None, sample_rate_hz: int,
+                path: str | os.PathLike = "<audio>") -> Iterator[np.ndarray]:
+    """Windows of ``window_samples`` from a stream of blocks, following ``rule`` (module docstring).
+
+    ``total_samples`` (the expected length at the model rate) places evenly spaced windows while
+    streaming; without it they are placed once the stream ends, holding the track in memory.
+    """
+    if rule.kind == "consecutive":
+        yield from _consecutive(blocks, window_samples, sample_rate_hz, path)
+    elif total_samples:
+        starts = evenly_spaced_starts(total_samples, window_samples=window_samples,
+                                      n_windows=rule.n_windows)
+        yield from _at_starts(blocks, starts, window_samples, sample_rate_hz, path)
+    else:
+        track = np.concatenate(list(blocks))
+        starts = evenly_spaced_starts(len(track), window_samples=window_samples,
+                                      n_windows=rule.n_windows)
+        yield from _at_starts([track], starts, window_samples, sample_rate_hz, path)
+
+
+def _too_short(length: int, sample_rate_hz: int, path: str | os.PathLike) -> AudioError:
+    return AudioError(path, f"too short to tag ({length / sample_rate_hz:.2f} s; "
+                            f"at least {MIN_DURATION_S:.1f} s needed)")
+
+
+def _consecutive(blocks: Iterable[np.ndarray], window: int, rate: int,
+                 path: str | os.PathLike) -> Iterator[np.ndarray]:
+    buffer = np.zeros(0, np.float32)
+    previous: np.ndarray | None = None
+    for block in blocks:
+        buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        n_full = len(buffer) // window
+        for i in range(n_full):
+            previous = buffer[i * window:(i + 1) * window].copy()
+            yield previous
+        buffer = buffer[n_full * window:].copy()
+    remainder = len(buffer)
+    if previous is None:
+        if remainder < MIN_DURATION_S * rate:
+            raise _too_short(remainder, rate, path)
+        yield _padded(buffer, window)
+    elif remainder >= window // 2:
+        yield np.concatenate([previous[remainder:], buffer])
+
+
+def _at_starts(blocks: Iterable[np.ndarray], starts: list[int], window: int, rate: int,
+               path: str | os.PathLike) -> Iterator[np.ndarray]:
+    buffer = np.zeros(0, np.float32)
+    offset = 0  # absolute index of buffer[0]
+    pending = list(starts)
+    emitted = False
+    for block in blocks:
+        buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        while pending and pending[0] + window <= offset + len(buffer):
+            begin = pending.pop(0) - offset
+            emitted = True
+            yield buffer[begin:begin + window].copy()
+        keep_from = min(pending[0] - offset if pending else len(buffer), len(buffer) - window)
+        if keep_from > 0:
+            buffer, offset = buffer[keep_from:].copy(), offset + keep_from
+    if not pending:
+        return
+    total = offset + len(buffer)
+    if total < window:
+        if total < MIN_DURATION_S * rate:
+            raise _too_short(total, rate, path)
+        yield _padded(buffer, window)
+    elif not emitted or pending[0] < total:
+        yield buffer[len(buffer) - window:].copy()
+
+
+def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files as given, and audio files under folders (recursive, sorted, audio extensions only)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*")
+                              if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        else:
+            yield path

@@ -1,0 +1,11 @@
+"""Command-line interface; importing it registers every command on :data:`app`."""
+
+from . import models, tag  # noqa: F401  (each module registers its commands)
+from .app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

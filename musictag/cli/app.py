@@ -1,0 +1,55 @@
+"""The Typer application, shared option types and the console plumbing every command uses.
+
+Results go to stdout; progress, warnings and errors go to stderr, so ``musictag tag DIR | jq``
+sees only results. Exit codes: 0 all done, 1 some inputs failed, 2 usage or model errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+app = typer.Typer(
+    name="musictag",
+    help="Tag music from its raw waveform with sample-level deep CNNs (SampleCNN).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model card name (see `musictag models`) or path to a card .json.")]
+WeightsOption = Annotated[Path | None, typer.Option(
+    "--weights", help="A .safetensors weights file (its stored card is used unless --model).")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="auto, cpu or cuda (auto picks a CUDA GPU when present).")]
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", "-b", min=1, help="Windows per inference batch.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log more on stderr.")]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=stderr, show_time=False, show_path=False,
+                                              markup=False)], force=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """One line on stderr, then exit: how every whole-job failure ends."""
+    stderr.print(f"musictag: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()

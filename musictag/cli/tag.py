@@ -1,0 +1,145 @@
+"""``musictag tag``: files and folders in, tags out."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..audio import AudioError, find_audio_files
+from ..fileio import atomic_open
+from ..inference import Tagger, TagResult
+from ..output import MACHINE_FORMATS, RecordWriter, result_record
+from .app import (
+    EXIT_SOME_FAILED,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    QuietOption,
+    VerboseOption,
+    WeightsOption,
+    app,
+    fail,
+    setup_logging,
+    show_progress,
+    stderr,
+)
+from .loading import open_tagger
+
+
+def read_thresholds(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+        return {str(tag): float(value) for tag, value in data.items()}
+    except (OSError, ValueError, AttributeError) as error:
+        fail(f"{path}: not a JSON object of tag -> threshold ({error})")
+
+
+def collect_paths(arguments: list[str]) -> list[Path]:
+    """Arguments with ``-`` replaced by the paths read from stdin, folders expanded."""
+    expanded: list[str] = []
+    for argument in arguments:
+        if argument == "-":
+            expanded.extend(line.strip() for line in sys.stdin if line.strip())
+        else:
+            expanded.append(argument)
+    return list(find_audio_files(expanded))
+
+
+def render_table(records: list[dict]) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("file", overflow="fold")
+    table.add_column("tags (score)")
+    table.add_column("length", justify="right")
+    for record in records:
+        tags = ", ".join(f"{item['tag']} ({item['score']:.2f})" for item in record["tags"])
+        table.add_row(record["path"], tags or "-", f"{record['duration_s']:.0f} s")
+    return table
+
+
+@app.command()
+def tag(
+    paths: Annotated[list[str], typer.Argument(
+        help="Audio files or folders (searched recursively); - reads paths from stdin.")],
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 16,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
+                                       help="At most this many tags per file.")] = 5,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", "-t", min=0.0, max=1.0, help="Only tags scoring at least this.")] = None,
+    thresholds: Annotated[Path | None, typer.Option(
+        "--thresholds", help="JSON file of per-tag thresholds {tag: value}.")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", help="table, json, jsonl, csv or tsv "
+                               "(default: table on a terminal, jsonl when piped).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write results here (atomically) instead of stdout.")] = None,
+    all_scores: Annotated[bool, typer.Option(
+        "--all-scores", help="Include every label's score in json/jsonl records.")] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Tag audio files and print their top tags."""
+    setup_logging(verbose)
+    fmt = fmt or ("table" if sys.stdout.isatty() and output is None else "jsonl")
+    if fmt not in ("table", *MACHINE_FORMATS):
+        fail(f"unknown format {fmt!r}; choose table, {', '.join(MACHINE_FORMATS)}")
+    if threshold is not None and thresholds is not None:
+        fail("give --threshold or --thresholds, not both")
+    limits = read_thresholds(thresholds) if thresholds else threshold
+    files = collect_paths(paths)
+    if not files:
+        fail("no audio files found in the given paths")
+    tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
+
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(atomic_open(output, "w", encoding="utf-8")) if output \
+            else sys.stdout
+        failed = tag_files(tagger, files, stream, fmt=fmt, quiet=quiet, all_scores=all_scores,
+                           select=lambda result: result.select(top_k=top_k, thresholds=limits))
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, quiet: bool,
+              all_scores: bool, select: Callable[[TagResult], list[tuple[str, float]]]) -> int:
+    """Tag each file, writing its record as it finishes; returns how many files failed."""
+    failed = 0
+    table_records: list[dict] = []
+    writer = None if fmt == "table" else RecordWriter(stream, fmt)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=stderr,
+                        disable=not show_progress(quiet), transient=True)
+    with progress:
+        task = progress.add_task("tagging", total=len(files))
+        for path in files:
+            progress.update(task, description=path.name[:40])
+            try:
+                result = tagger.tag(path)
+            except AudioError as error:
+                failed += 1
+                progress.console.print(f"musictag: {error}", markup=False, highlight=False,
+                                       soft_wrap=True)
+            else:
+                record = result_record(result, model=tagger.card.name, tags=select(result),
+                                       all_scores=all_scores)
+                if writer:
+                    writer.write(record)
+                else:
+                    table_records.append(record)
+            progress.advance(task)
+    if writer:
+        writer.close()
+    else:
+        Console(file=stream).print(render_table(table_records))
+    return failed

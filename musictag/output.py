@@ -1,0 +1,60 @@
+"""Result records and the machine-readable formats they are written in (json, jsonl, csv, tsv).
+
+Records stream out as files finish, so a pipe sees results at once and a long run holds no list of
+them. csv/tsv are "tidy": one row per (file, tag), which spreadsheets and pandas read directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO, Any
+
+from .inference import TagResult
+
+MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
+
+
+def result_record(result: TagResult, *, model: str, tags: list[tuple[str, float]],
+                  all_scores: bool = False) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "path": result.path,
+        "model": model,
+        "duration_s": round(result.duration_s, 3),
+        "n_windows": result.n_windows,
+        "tags": [{"tag": tag, "score": round(score, 6)} for tag, score in tags],
+    }
+    if all_scores:
+        record["scores"] = {tag: round(score, 6) for tag, score in result.score_dict().items()}
+    return record
+
+
+class RecordWriter:
+    """Writes records to a text stream in one of :data:`MACHINE_FORMATS` as they arrive."""
+
+    def __init__(self, stream: IO[str], fmt: str):
+        if fmt not in MACHINE_FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.stream, self.fmt, self.count = stream, fmt, 0
+        self._csv = None
+        if fmt in ("csv", "tsv"):
+            self._csv = csv.writer(stream, delimiter="," if fmt == "csv" else "\t",
+                                   lineterminator="\n")
+            self._csv.writerow(["path", "rank", "tag", "score"])
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._csv is not None:
+            for rank, item in enumerate(record["tags"], start=1):
+                self._csv.writerow([record["path"], rank, item["tag"], f"{item['score']:.6f}"])
+        elif self.fmt == "jsonl":
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self.stream.write(("[\n" if self.count == 0 else ",\n") +
+                              json.dumps(record, ensure_ascii=False, indent=2))
+        self.count += 1
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+            self.stream.flush()
