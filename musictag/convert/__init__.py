@@ -1,0 +1,17 @@
+"""Converters from upstream checkpoint formats to the project's safetensors state dicts.
+
+A card's ``weights.converter`` names one entry of :data:`CONVERTERS`; each converter takes the
+downloaded (or user-supplied) upstream file or folder and the card, and returns the state dict
+that the card's architecture loads with every key matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+Converter = Callable[[Path, "object"], dict[str, np.ndarray]]
+
+CONVERTERS: dict[str, Converter] = {}
