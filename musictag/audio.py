@@ -106,13 +106,18 @@ class _PyAVReader:
             self._container.close()
             raise ValueError("no audio stream")
         stream = self._container.streams.audio[0]
+        codec = stream.codec_context
+        if codec is None or not codec.sample_rate:
+            self._container.close()
+            raise ValueError("audio codec not supported")
+        rate = codec.sample_rate
         n_frames = None
         if stream.duration is not None and stream.time_base is not None:
-            n_frames = int(stream.duration * stream.time_base * stream.rate)
+            n_frames = int(stream.duration * stream.time_base * rate)
         elif self._container.duration:
-            n_frames = int(self._container.duration / 1_000_000 * stream.rate)
+            n_frames = int(self._container.duration / 1_000_000 * rate)
         self._stream = stream
-        self.info = AudioInfo(stream.rate, stream.channels, n_frames, "pyav")
+        self.info = AudioInfo(rate, codec.layout.nb_channels, n_frames, "pyav")
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         resampler = self._av.AudioResampler(format="flt", layout="mono")
