@@ -51,14 +51,19 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any = None,
                     generator: np.random.Generator | None = None,
-                    counters: dict[str, Any] | None = None) -> None:
-    """Atomically write everything a run needs to continue exactly where it was."""
+                    counters: dict[str, Any] | None = None,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Atomically write everything a run needs to continue exactly where it was.
+
+    ``extra`` holds further state dicts (an averaged copy of the weights, say) by name.
+    """
     payload = {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng_state(generator),
         "counters": dict(counters or {}),
+        "extra": dict(extra or {}),
     }
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
@@ -67,7 +72,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
 def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                     generator: np.random.Generator | None = None) -> dict[str, Any]:
-    """Restore a :func:`save_checkpoint` file in place; returns its counters."""
+    """Restore a :func:`save_checkpoint` file in place; returns its counters and ``extra``."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     unwrap(model).load_state_dict(payload["model"])
     if optimizer is not None:
@@ -75,4 +80,4 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
     if scheduler is not None and payload["scheduler"] is not None:
         scheduler.load_state_dict(payload["scheduler"])
     restore_rng(payload["rng"], generator)
-    return payload["counters"]
+    return {**payload["counters"], "extra": payload.get("extra", {})}

@@ -1,0 +1,98 @@
+"""``musictag distill``: train a SampleCNN student from teacher taggers on unlabelled audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .app import QuietOption, VerboseOption, app, fail, setup_logging, show_progress, stderr
+
+
+@app.command()
+def distill(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Folder of the run (created, or "
+                                                            "continued with --resume).")],
+    teacher: Annotated[list[str] | None, typer.Option(
+        "--teacher", help="Teacher card, optionally weighted: NAME or NAME:WEIGHT. Repeat.")
+    ] = None,
+    audio_dir: Annotated[Path | None, typer.Option(
+        "--audio-dir", help="Unlabelled audio, searched recursively; its first folder level "
+                            "names the groups.")] = None,
+    hold_out: Annotated[list[str] | None, typer.Option(
+        "--hold-out", help="Group (first-level folder) kept for validation. Repeat.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Where decoded audio is cached (default RUN_DIR/cache).")] = None,
+    name: Annotated[str, typer.Option("--name", help="Name of the student card.")] =
+        "samplecnn-distilled",
+    steps: Annotated[int, typer.Option(
+        "--steps", min=1, help="Total optimiser steps of the run (sets the LR schedule).")
+    ] = 12000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
+    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 1e-3,
+    precision: Annotated[str, typer.Option("--precision", help="bf16 or fp32.")] = "bf16",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")] = False,
+    max_steps: Annotated[int | None, typer.Option(
+        "--max-steps", min=1, help="Stop this call after this many steps (resumable).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        "--max-minutes", help="Stop this call after this long (resumable).")] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Distill teacher taggers into a student model; prints the student card's path."""
+    import torch
+
+    from ..distill.run import DistillConfig, DistillRun
+    from ..distill.teachers import parse_teacher_spec
+
+    setup_logging(verbose)
+    if precision not in ("bf16", "fp32"):
+        fail(f"unknown precision {precision!r} (bf16 or fp32)")
+    if resume:
+        config = None
+    else:
+        if not teacher or audio_dir is None or not hold_out:
+            fail("a new run needs --teacher, --audio-dir and --hold-out (or --resume)")
+        if (run_dir / "config.json").exists():
+            fail(f"{run_dir} already holds a run; add --resume to continue it")
+        try:
+            teachers = [parse_teacher_spec(spec) for spec in teacher]
+        except ValueError as error:
+            fail(str(error))
+        config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
+                               held_out_groups=list(hold_out), name=name,
+                               cache_dir=str(cache_dir.resolve()) if cache_dir else "",
+                               total_steps=steps, batch_size=batch_size, lr=lr,
+                               precision=precision, seed=seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=stderr, disable=not show_progress(quiet))
+    tasks: dict[str, Any] = {}
+
+    def on_event(event: str, values: dict[str, Any]) -> None:
+        if event == "cache":
+            if "cache" not in tasks:
+                tasks["cache"] = progress.add_task("decoding corpus", total=values["total"])
+            progress.update(tasks["cache"], completed=values["done"])
+        elif event == "step":
+            if "steps" not in tasks:
+                tasks["steps"] = progress.add_task("distilling", total=run.config.total_steps)
+            progress.update(tasks["steps"], completed=values["step"],
+                            description=f"distilling (loss {values['loss']:.4f})")
+        elif event == "validation":
+            progress.console.print(
+                f"step {values['step']}: held-out ROC-AUC {values['macro_roc_auc']:.4f}, "
+                f"top-5 overlap {values['mean_top5_overlap']:.2f}/5 over {values['tracks']} "
+                f"tracks ({values['elapsed_s']} s trained)", highlight=False)
+
+    try:
+        run = DistillRun(run_dir, config, on_event=on_event)
+        with progress:
+            run.train(max_steps=max_steps,
+                      max_time_s=None if max_minutes is None else max_minutes * 60)
+    except (ValueError, LookupError, RuntimeError, OSError) as error:
+        fail(str(error))
+    print(run.run_dir / f"{run.config.name}.json")

@@ -1,0 +1,292 @@
+"""The distillation run: resumable training of a student on teacher-labelled augmented audio.
+
+Sessions on the project's machines end after three hours, so a run is a folder that can be
+continued at any time: ``config.json`` (fixed at the first start), ``checkpoint.pt`` (written
+atomically every few minutes and on Ctrl-C), ``log.csv`` (one line per logged step),
+``validation.jsonl`` (one line per validation) and the student card + weights of the latest
+validation, ready for ``musictag tag --model RUN/student.json``. The student is evaluated and
+exported from an exponential moving average of its weights, which tracks a good model at any
+point of a long learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..fileio import atomic_open
+from ..nets import build_model
+from ..nets.registry import config_to_dict
+from ..nets.samplecnn import SampleCNNConfig
+from ..weights import save_weights
+from .augment import AugmentConfig, SegmentSampler
+from .corpus import Corpus, build_cache
+from .teachers import TeacherEnsemble, centre
+from .validate import ValidationSet, agreement, build_validation_set, track_means
+
+#: Called with an event name ("cache", "step", "validation") and its numbers.
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class DistillConfig:
+    audio_dir: str
+    teachers: list[tuple[str, float]]
+    held_out_groups: list[str]
+    cache_dir: str = ""
+    name: str = "samplecnn-distilled"
+    student_arch: dict[str, Any] = field(
+        default_factory=lambda: config_to_dict(SampleCNNConfig()))
+    sample_rate_hz: int = 22050
+    window_samples: int = 59049
+    batch_size: int = 16
+    total_steps: int = 12000
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 300
+    ema_decay: float = 0.999
+    precision: str = "bf16"
+    seed: int = 0
+    min_duration_s: float = 4.0
+    validate_every: int = 250
+    checkpoint_every_s: float = 300.0
+    validation_windows_per_track: int = 8
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
+        data = dict(data)
+        data["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in data.get("augment", {}).items()})
+        data["teachers"] = [tuple(t) for t in data["teachers"]]
+        return cls(**data)
+
+
+def learning_rate(config: DistillConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to zero at ``total_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) /
+                   max(1, config.total_steps - config.warmup_steps))
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class DistillRun:
+    def __init__(self, run_dir: str | Path, config: DistillConfig | None = None, *,
+                 on_event: EventCallback | None = None):
+        self.run_dir = Path(run_dir)
+        self.on_event = on_event or (lambda name, values: None)
+        config_path = self.run_dir / "config.json"
+        if config_path.exists():
+            stored = DistillConfig.from_dict(json.loads(config_path.read_text()))
+            if config is not None and dataclasses.asdict(config) != dataclasses.asdict(stored):
+                raise ValueError(f"{self.run_dir}: holds a run with another configuration; "
+                                 "resume it without options or choose a new --run-dir")
+            config = stored
+        elif config is None:
+            raise ValueError(f"{self.run_dir}: no run to resume (config.json missing)")
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_open(config_path) as handle:
+                json.dump(dataclasses.asdict(config), handle, indent=2)
+        self.config = config
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        config = self.config
+        cache_dir = Path(config.cache_dir or self.run_dir / "cache")
+        tracks = build_cache(config.audio_dir, cache_dir, sample_rate_hz=config.sample_rate_hz,
+                             min_duration_s=config.min_duration_s,
+                             on_progress=lambda done, total: self.on_event(
+                                 "cache", {"done": done, "total": total}))
+        self.corpus = Corpus(cache_dir, tracks)
+        self.train_tracks, self.held_tracks = self.corpus.split(set(config.held_out_groups))
+        if not self.train_tracks or not self.held_tracks:
+            raise ValueError("both the training groups and the held-out groups need tracks")
+        torch.manual_seed(config.seed)
+        self.generator = np.random.default_rng(config.seed)
+        self.ensemble = TeacherEnsemble(config.teachers,
+                                        student_window_s=config.window_samples /
+                                        config.sample_rate_hz)
+        self.span = int(np.ceil(self.ensemble.span_s * config.sample_rate_hz))
+        self.sampler = SegmentSampler(self.corpus, self.train_tracks,
+                                      sample_rate_hz=config.sample_rate_hz,
+                                      config=config.augment, generator=self.generator)
+        self.student = build_model(config.student_arch)
+        self.ema = copy.deepcopy(self.student).eval()
+        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        validation_path = self.run_dir / "validation_set.npz"
+        if validation_path.exists():
+            self.validation = ValidationSet.load(validation_path)
+        else:
+            self.validation = build_validation_set(
+                self.corpus, self.held_tracks, self.ensemble,
+                sample_rate_hz=config.sample_rate_hz, student_window=config.window_samples,
+                windows_per_track=config.validation_windows_per_track)
+            self.validation.save(validation_path)
+
+    # --- training ------------------------------------------------------------------------------
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        segments = np.stack([self.sampler.draw(self.span) for _ in range(self.config.batch_size)])
+        targets = self.ensemble.score(segments, sample_rate_hz=self.config.sample_rate_hz)
+        inputs = np.stack([centre(s, self.config.window_samples) for s in segments])
+        return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+    def _step(self, step: int) -> float:
+        inputs, targets = self._batch()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, step)
+        self.student.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            logits = self.student(inputs)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._update_ema()
+        return loss.item()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        for averaged, current in zip(self.ema.state_dict().values(),
+                                     self.student.state_dict().values(), strict=True):
+            if averaged.dtype.is_floating_point:
+                averaged.mul_(decay).add_(current, alpha=1.0 - decay)
+            else:
+                averaged.copy_(current)
+
+    def _save(self, step: int, elapsed_s: float) -> None:
+        save_checkpoint(self.run_dir / "checkpoint.pt", model=self.student,
+                        optimizer=self.optimizer, generator=self.generator,
+                        counters={"step": step, "elapsed_s": elapsed_s},
+                        extra={"ema": self.ema.state_dict()})
+
+    def _restore(self) -> tuple[int, float]:
+        path = self.run_dir / "checkpoint.pt"
+        if not path.exists():
+            return 0, 0.0
+        state = load_checkpoint(path, model=self.student, optimizer=self.optimizer,
+                                generator=self.generator)
+        self.ema.load_state_dict(state["extra"]["ema"])
+        return int(state["step"]), float(state["elapsed_s"])
+
+    # --- validation and export -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        inputs = torch.from_numpy(self.validation.inputs.astype(np.float32))
+        scores = np.concatenate([torch.sigmoid(self.ema(inputs[i:i + 32])).numpy()
+                                 for i in range(0, len(inputs), 32)])
+        owners = self.validation.track_of_window
+        return agreement(track_means(scores, owners),
+                         track_means(self.validation.teacher_scores, owners),
+                         self.ensemble.labels)
+
+    def student_card(self, step: int, elapsed_s: float, report: dict[str, Any]) -> dict:
+        config = self.config
+        return {
+            "name": config.name,
+            "description": "3^9 SampleCNN distilled from published MTAT taggers",
+            "arch": config.student_arch,
+            "labels": self.ensemble.labels,
+            "sample_rate_hz": config.sample_rate_hz,
+            "window_samples": config.window_samples,
+            "averaging": {"rule": "consecutive"},
+            "weights": {"file": f"{config.name}.safetensors"},
+            "training_data": "unlabelled audio labelled by teachers (knowledge distillation)",
+            "source": "musictag distill",
+            "licence": "MIT",
+            "reported": {"distillation_agreement": {
+                k: v for k, v in report.items() if k != "per_tag"}},
+            "provenance": {
+                "teachers": self.ensemble.describe(),
+                "steps": step, "batch_size": config.batch_size,
+                "training_time_s": round(elapsed_s),
+                "precision": config.precision,
+                "corpus_groups": self.corpus.describe(config.sample_rate_hz),
+                "held_out_groups": config.held_out_groups,
+            },
+        }
+
+    def export(self, step: int, elapsed_s: float, report: dict[str, Any]) -> Path:
+        card = self.student_card(step, elapsed_s, report)
+        weights_path = self.run_dir / f"{self.config.name}.safetensors"
+        save_weights(weights_path, {k: v.float().numpy() if v.dtype.is_floating_point
+                                    else v.numpy() for k, v in self.ema.state_dict().items()},
+                     card)
+        card_path = self.run_dir / f"{self.config.name}.json"
+        with atomic_open(card_path) as handle:
+            json.dump(card, handle, indent=2)
+        return card_path
+
+    def _log(self, row: dict[str, Any], name: str) -> None:
+        path = self.run_dir / name
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            if name.endswith(".csv"):
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            else:
+                handle.write(json.dumps(row) + "\n")
+
+    def train(self, *, max_steps: int | None = None, max_time_s: float | None = None) -> dict:
+        """Train until ``total_steps`` (or a step/time budget for this call); returns the last
+        validation report. Ctrl-C saves a checkpoint before it propagates."""
+        self._prepare()
+        step, elapsed = self._restore()
+        stop_at = self.config.total_steps if max_steps is None else min(
+            self.config.total_steps, step + max_steps)
+        started, last_save, losses = time.monotonic(), time.monotonic(), []
+        report: dict[str, Any] = {}
+        try:
+            while step < stop_at:
+                tick = time.monotonic()
+                losses.append(self._step(step))
+                step += 1
+                elapsed += time.monotonic() - tick
+                if step % 10 == 0 or step == stop_at:
+                    row = {"step": step, "loss": round(float(np.mean(losses)), 5),
+                           "lr": learning_rate(self.config, step - 1),
+                           "seconds_per_step": round((time.monotonic() - tick), 3),
+                           "elapsed_s": round(elapsed, 1)}
+                    self._log(row, "log.csv")
+                    self.on_event("step", row)
+                    losses = []
+                if step % self.config.validate_every == 0 or step == stop_at:
+                    report = self.validate()
+                    self._save(step, elapsed)
+                    self.export(step, elapsed, report)
+                    summary = {"step": step, "elapsed_s": round(elapsed),
+                               **{k: v for k, v in report.items() if k != "per_tag"}}
+                    self._log({**summary, "per_tag": report["per_tag"]}, "validation.jsonl")
+                    self.on_event("validation", summary)
+                    last_save = time.monotonic()
+                elif time.monotonic() - last_save > self.config.checkpoint_every_s:
+                    self._save(step, elapsed)
+                    last_save = time.monotonic()
+                if max_time_s is not None and time.monotonic() - started > max_time_s:
+                    break
+        except KeyboardInterrupt:
+            self._save(step, elapsed)
+            raise
+        self._save(step, elapsed)
+        return report
