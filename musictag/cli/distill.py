@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -96,3 +97,67 @@ def distill(
     except (ValueError, LookupError, RuntimeError, OSError) as error:
         fail(str(error))
     print(run.run_dir / f"{run.config.name}.json")
+
+
+@app.command("compare-teachers")
+def compare_teachers(
+    teacher: Annotated[list[str], typer.Option("--teacher", help="Teacher card. Repeat.")],
+    audio_dir: Annotated[Path, typer.Option("--audio-dir", help="Audio, grouped by first-level "
+                                                                "folder.")],
+    cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Decoded-audio cache folder.")],
+    expect: Annotated[Path | None, typer.Option(
+        "--expect", help="JSON {group: [tags the group plainly holds]} for plausibility.")] = None,
+    per_group: Annotated[int, typer.Option("--per-group", min=1)] = 6,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report "
+                                                                       "here.")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Measure teachers' agreement with each other and with what the audio plainly holds."""
+    import json
+
+    from ..distill.agreement import (
+        excerpt,
+        pairwise_agreement,
+        plausibility,
+        sample_tracks,
+        track_scores,
+    )
+    from ..distill.corpus import Corpus, build_cache
+    from ..fileio import atomic_open
+    from ..inference import load_tagger
+
+    setup_logging(verbose)
+    rate = 22050
+    try:
+        expected = json.loads(expect.read_text()) if expect else {}
+        tracks = build_cache(audio_dir, cache_dir, sample_rate_hz=rate, min_duration_s=4.0)
+        corpus = Corpus(cache_dir, tracks)
+        chosen = sample_tracks(tracks, per_group)
+        taggers = {name: load_tagger(name, device="cpu") for name in teacher}
+    except (ValueError, LookupError, RuntimeError, OSError) as error:
+        fail(str(error))
+    labels = next(iter(taggers.values())).labels
+    excerpts = [excerpt(corpus, track, sample_rate_hz=rate) for track in chosen]
+    groups = [track.group for track in chosen]
+    scores = {}
+    with stderr.status("scoring excerpts") as status:
+        for name, tagger in taggers.items():
+            status.update(f"scoring {len(chosen)} excerpts with {name}")
+            scores[name] = track_scores(tagger, excerpts, sample_rate_hz=rate, labels=labels)
+    report = {
+        "tracks": len(chosen),
+        "groups": sorted(set(groups)),
+        "agreement": pairwise_agreement(scores),
+        "plausibility": {name: plausibility(s, groups, expected, labels)
+                         for name, s in scores.items()} if expected else {},
+        "top5_by_group": {
+            name: {group: [labels[i] for i in np.argsort(-s[np.array(groups) == group]
+                                                         .mean(axis=0))[:5]]
+                   for group in sorted(set(groups))}
+            for name, s in scores.items()},
+    }
+    text = json.dumps(report, indent=2)
+    if output:
+        with atomic_open(output) as handle:
+            handle.write(text + "\n")
+    print(text)
