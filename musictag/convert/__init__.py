@@ -15,3 +15,8 @@ import numpy as np
 Converter = Callable[[Path, "object"], dict[str, np.ndarray]]
 
 CONVERTERS: dict[str, Converter] = {}
+
+from .musicnn import CONVERTER_NAME as _MUSICNN_NAME  # noqa: E402  (the table must exist first)
+from .musicnn import convert as _convert_musicnn  # noqa: E402
+
+CONVERTERS[_MUSICNN_NAME] = _convert_musicnn
