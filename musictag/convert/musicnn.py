@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -117,22 +119,32 @@ def _model_folder(source: Path, member: str) -> Path:
     raise CheckpointError(f"{source}: no musicnn checkpoint {member!r} in this folder")
 
 
+@contextmanager
+def open_checkpoint(source: Path, member: str) -> Iterator[Checkpoint]:
+    """The checkpoint ``member`` (``musicnn/MTT_vgg``) of the wheel or of an unpacked copy.
+
+    A wheel's member is extracted to a temporary folder that lives as long as the context.
+    """
+    source = Path(source)
+    if source.is_dir():
+        yield Checkpoint(f"{_model_folder(source, member)}/")
+        return
+    if not zipfile.is_zipfile(source):
+        raise CheckpointError(f"{source}: neither a wheel (zip) nor a folder")
+    with tempfile.TemporaryDirectory(prefix="musictag-musicnn-") as folder, \
+            zipfile.ZipFile(source) as wheel:
+        prefix = member.rstrip("/") + "/"
+        names = [name for name in wheel.namelist() if name.startswith(prefix)]
+        if not names:
+            raise CheckpointError(f"{source}: the wheel has no folder {member!r}")
+        wheel.extractall(folder, members=names)
+        yield Checkpoint(f"{Path(folder) / member}/")
+
+
 def convert(source: Path, card: ModelCard) -> dict[str, np.ndarray]:
     """A card's state dict from the ``musicnn`` wheel (.whl) or an unpacked copy of it."""
-    source = Path(source)
-    member = card.weights["member"]
-    if source.is_file():
-        if not zipfile.is_zipfile(source):
-            raise CheckpointError(f"{source}: not a wheel (zip) nor a folder")
-        with tempfile.TemporaryDirectory(prefix="musictag-musicnn-") as folder, \
-                zipfile.ZipFile(source) as wheel:
-            prefix = member.rstrip("/") + "/"
-            names = [name for name in wheel.namelist() if name.startswith(prefix)]
-            if not names:
-                raise CheckpointError(f"{source}: the wheel has no folder {member!r}")
-            wheel.extractall(folder, members=names)
-            return checkpoint_to_state_dict(Checkpoint(f"{Path(folder) / member}/"), card.arch)
-    return checkpoint_to_state_dict(Checkpoint(f"{_model_folder(source, member)}/"), card.arch)
+    with open_checkpoint(source, card.weights["member"]) as checkpoint:
+        return checkpoint_to_state_dict(checkpoint, card.arch)
 
 
 def musicnn_cards() -> list[ModelCard]:
