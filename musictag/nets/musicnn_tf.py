@@ -89,16 +89,16 @@ def _channels_last_norm(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
 class PatchModel(nn.Module):
     """Shared plumbing: waveform window -> log-mel patch -> the subclass's ``forward_patches``.
 
-    Subclasses set ``frontend_config`` and ``log_mel`` and define ``forward_patches`` (logits)
-    and ``embed_patches`` (the features upstream exposes last before the output layer).
+    Subclasses set ``config`` and ``log_mel`` and define ``forward_patches`` (logits) and
+    ``embed_patches`` (the features upstream exposes last before the output layer).
     """
 
-    frontend_config: MusicnnFrontEndConfig
+    config: MusicnnFrontEndConfig
     log_mel: MusicnnLogMel
 
     def patches(self, waveform: torch.Tensor) -> torch.Tensor:
         """The first ``n_frames`` log-mel frames of each window: ``(batch, frames, n_mels)``."""
-        return self.log_mel(waveform)[:, :self.frontend_config.n_frames]
+        return self.log_mel(waveform)[:, :self.config.n_frames]
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.forward_patches(self.patches(waveform))
@@ -171,7 +171,7 @@ class MusicnnTF(PatchModel):
         super().__init__()
         if config.timbral_frames % 2 == 0 or config.midend_frames % 2 == 0:
             raise ValueError("timbral_frames and midend_frames must be odd ('same' by padding)")
-        self.config = self.frontend_config = config
+        self.config = config
         self.log_mel = MusicnnLogMel(config)
         self.input_norm = nn.BatchNorm2d(1, eps=TF_BATCH_NORM_EPS)
         half = config.timbral_frames // 2
@@ -236,7 +236,7 @@ class MusicnnVGG(PatchModel):
 
     def __init__(self, config: MusicnnVGGConfig):
         super().__init__()
-        self.config = self.frontend_config = config
+        self.config = config
         self.log_mel = MusicnnLogMel(config)
         self.input_norm = nn.BatchNorm2d(1, eps=TF_BATCH_NORM_EPS)
         channels = (1, *[config.filters] * len(_VGG_POOLS))
