@@ -18,5 +18,8 @@ CONVERTERS: dict[str, Converter] = {}
 
 from .musicnn import CONVERTER_NAME as _MUSICNN_NAME  # noqa: E402  (the table must exist first)
 from .musicnn import convert as _convert_musicnn  # noqa: E402
+from .won2020 import CONVERTER_NAME as _WON2020_NAME  # noqa: E402
+from .won2020 import convert as _convert_won2020  # noqa: E402
 
 CONVERTERS[_MUSICNN_NAME] = _convert_musicnn
+CONVERTERS[_WON2020_NAME] = _convert_won2020

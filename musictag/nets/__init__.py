@@ -4,7 +4,7 @@ Importing this package registers all of them; tag, train, evaluate and export go
 :func:`build_model` only.
 """
 
-from . import framelevel_mel, musicnn_tf, samplecnn  # noqa: F401  (registers the architectures)
+from . import framelevel_mel, musicnn_tf, samplecnn, won2020  # noqa: F401  (registers them)
 from .registry import architecture_names, build_model, config_from_dict, config_to_dict
 
 __all__ = ["architecture_names", "build_model", "config_from_dict", "config_to_dict"]
