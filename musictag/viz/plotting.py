@@ -30,6 +30,8 @@ SPECTRUM_PANEL_IN = (4.6, 3.4)
 WAVEFORM_EXAMPLES = 4
 WAVEFORM_PANEL_IN = (3.2, 1.7)
 TITLE_IN = 0.7
+#: File names in a taggram's title are cut to their last this many characters.
+TITLE_CHARS = 60
 
 
 class MatplotlibMissingError(ImportError):
@@ -82,11 +84,12 @@ def filter_spectra_figure(results: Sequence[LayerEstimate], *, sample_rate_hz: f
                           vmin=FLOOR_DB, vmax=0.0, interpolation="nearest",
                           extent=(0.5, n_filters + 0.5, 0.0, sample_rate_hz / 2))
         ax.set_title(_layer_title(result), fontsize=10)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("filter (sorted by peak frequency)")
         ax.set_ylabel("frequency (Hz)")
     for ax in axes.flat[len(results):]:
         ax.set_visible(False)
-    figure.colorbar(image, ax=axes, shrink=0.9, label="magnitude (dB re. each filter's peak)")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="magnitude (dB re. each filter's peak)")
     figure.suptitle(title, fontsize=12)
     return figure
 
@@ -130,7 +133,9 @@ def taggram_figure(gram: Taggram) -> Any:
     ax.invert_yaxis()
     ax.set_xlabel("time (s)")
     ax.set_ylabel("tag (by track score)")
-    ax.set_title(f"Taggram of {Path(gram.path).name} ({gram.model}; "
+    name = Path(gram.path).name
+    name = name if len(name) <= TITLE_CHARS else "…" + name[-TITLE_CHARS + 1:]
+    ax.set_title(f"Taggram of {name} ({gram.model}; "
                  f"{gram.n_windows} windows of {gram.window_s:.2f} s)", fontsize=11)
     figure.colorbar(mesh, ax=ax, label="window score (sigmoid)", pad=0.01)
     return figure
