@@ -10,6 +10,7 @@ import torch
 from conftest import TINY_RATE_HZ, tiny_arch, tone, write_audio
 from typer.testing import CliRunner
 
+from musictag.audio import WindowRule
 from musictag.cli import app
 from musictag.nets import build_model
 from musictag.viz.filters import (
@@ -19,6 +20,7 @@ from musictag.viz.filters import (
     estimate_filters,
     parse_layers,
 )
+from musictag.viz.taggram import rule_spans
 
 pytest.importorskip("matplotlib")
 
@@ -165,8 +167,17 @@ def test_taggram_window_count_follows_the_track_length(tiny_model, tmp_path, sec
     assert all(len(scores) == n_windows for scores in record["scores"].values())
     assert record["end_s"][-1] == pytest.approx(min(total, n_windows * WINDOW) / TINY_RATE_HZ,
                                                 abs=1e-3)
+    assert record["duration_s"] == pytest.approx(seconds)
     if n_windows > 1:
         assert record["start_s"][1] == pytest.approx(WINDOW / TINY_RATE_HZ, abs=1e-3)
+
+
+def test_evenly_spaced_windows_span_the_track():
+    rule = WindowRule(kind="evenly_spaced", n_windows=16)
+    spans = rule_spans(100_000, window_samples=WINDOW, rule=rule)
+    assert len(spans) == 16 and spans[0, 0] == 0 and spans[-1, 1] == 100_000
+    assert (np.diff(spans[:, 0]) > 0).all() and (spans[:, 1] - spans[:, 0] == WINDOW).all()
+    assert rule_spans(4000, window_samples=WINDOW, rule=rule).tolist() == [[0, 4000]]
 
 
 def test_taggram_command_draws_the_top_tags(tiny_model, tmp_path):

@@ -131,6 +131,7 @@ def taggram_figure(gram: Taggram) -> Any:
                          vmin=0.0, vmax=1.0, shading="flat")
     ax.set_yticks(np.arange(n_tags) + 0.5, gram.labels)
     ax.invert_yaxis()
+    ax.set_xlim(0.0, max(gram.duration_s, float(edges[-1])))  # an unscored tail stays blank
     ax.set_xlabel("time (s)")
     ax.set_ylabel("tag (by track score)")
     name = Path(gram.path).name

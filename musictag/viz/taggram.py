@@ -28,7 +28,7 @@ class Taggram:
     spans_s: np.ndarray  # (n_windows, 2): start and end of each window in the track, seconds
     scores: np.ndarray  # (n_windows, n_tags) sigmoid scores, columns in ``labels`` order
     window_s: float
-    duration_s: float
+    duration_s: float  # the track's length (a remainder under half a window is not scored)
 
     @property
     def n_windows(self) -> int:
@@ -64,16 +64,16 @@ def rule_spans(total_samples: int, *, window_samples: int, rule: audio.WindowRul
 
 
 def window_spans(path: str | os.PathLike, n_windows: int, *, window_samples: int,
-                 sample_rate_hz: int, rule: audio.WindowRule) -> np.ndarray:
-    """``(n_windows, 2)`` start/end samples at the model rate of the windows the tagger scored."""
+                 sample_rate_hz: int, rule: audio.WindowRule) -> tuple[np.ndarray, int]:
+    """Start/end samples (model rate) of the windows the tagger scored, and the track's length."""
     info = audio.probe(path)
     if info.n_frames:
         total = int(info.n_frames * sample_rate_hz / info.sample_rate_hz)
         spans = rule_spans(total, window_samples=window_samples, rule=rule)
         if len(spans) == n_windows:
-            return spans
+            return spans, total
     starts = np.arange(n_windows) * window_samples
-    return np.stack([starts, starts + window_samples], axis=1)
+    return np.stack([starts, starts + window_samples], axis=1), n_windows * window_samples
 
 
 def taggram(tagger: Tagger, path: str | os.PathLike, *, top: int = 10) -> Taggram:
@@ -83,9 +83,9 @@ def taggram(tagger: Tagger, path: str | os.PathLike, *, top: int = 10) -> Taggra
     result = tagger.tag(path)
     card = tagger.card
     chosen = np.argsort(-result.scores, kind="stable")[:top]
-    spans = window_spans(path, result.n_windows, window_samples=card.window_samples,
-                         sample_rate_hz=card.sample_rate_hz, rule=card.window_rule)
+    spans, total = window_spans(path, result.n_windows, window_samples=card.window_samples,
+                                sample_rate_hz=card.sample_rate_hz, rule=card.window_rule)
     rate = card.sample_rate_hz
     return Taggram(path=str(path), model=card.name, labels=[result.labels[i] for i in chosen],
                    spans_s=spans / rate, scores=result.window_scores[:, chosen],
-                   window_s=card.window_samples / rate, duration_s=float(spans[:, 1].max()) / rate)
+                   window_s=card.window_samples / rate, duration_s=total / rate)
