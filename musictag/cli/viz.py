@@ -59,7 +59,7 @@ def filters(
         "--layers", "-l", help="Layers to draw, e.g. 1-6, 1,3,7 or all (default: every layer "
                                "that sees a whole kernel inside the estimate).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Gradient-ascent steps.")] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the starting noise.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the starting noise.")] = 0,
     input_samples: Annotated[int, typer.Option(
         "--input-samples", min=2, help="Length of each estimate in samples (paper: 729).")] = 729,
     step_size: Annotated[float, typer.Option(
