@@ -290,14 +290,23 @@ def import_file(card: ModelCard, source: Path) -> Path:
     return convert_into_cache(card, source, verified=verified)
 
 
+def _holds_member(folder: Path, weights: dict[str, Any]) -> bool:
+    """Whether ``folder`` is an unpacked archive, or its top folder, holding the card's member."""
+    member = Path(weights.get("member") or "")
+    if not member.parts:
+        return False
+    return (folder / member).exists() or (member.parts[0] == folder.name
+                                          and (folder.parent / member).exists())
+
+
 def cards_for_import(source: Path, cards: list[ModelCard], *, model: str | None = None,
                      arch: str | None = None, dataset: str | None = None) -> list[ModelCard]:
     """The convertible cards a local upstream file is for.
 
     ``model``, ``arch`` (the upstream architecture name in the card's provenance, or the
     project's architecture name) and ``dataset`` narrow the choice; a file whose checksum some
-    cards name picks those cards (one wheel can hold several models). What is left must be
-    unambiguous.
+    cards name picks those cards (one wheel can hold several models), as does a folder holding
+    their ``member`` paths (an unpacked wheel). What is left must be unambiguous.
     """
     candidates = [card for card in cards if card.weights.get("converter")
                   and (model is None or card.name == model)
@@ -316,6 +325,10 @@ def cards_for_import(source: Path, cards: list[ModelCard], *, model: str | None 
                     and digests[expected[0]] == expected[1]]
         if matching:
             return matching
+    elif Path(source).is_dir():
+        holding = [card for card in candidates if _holds_member(Path(source), card.weights)]
+        if holding:
+            return holding
     if len(candidates) == 1 and (model or arch or dataset):
         return candidates
     raise ValueError(f"{source}: cannot tell which model it holds ({len(candidates)} cards fit); "

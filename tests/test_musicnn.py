@@ -1,9 +1,9 @@
 """musicnn's own taggers: the Saver V2 reader, the layer map, the input pipeline and parity.
 
 The parity test needs the ``musicnn`` 0.1.0 wheel (29 MB, never committed or downloaded here):
-point ``MUSICTAG_MUSICNN_WHEEL`` at the .whl or an unpacked copy, or have the package installed
-(its folder is read, never imported, so TensorFlow need not work). Without it, or without
-../shared, those tests skip.
+point ``MUSICTAG_MUSICNN_WHEEL`` at the .whl or an unpacked copy, have the package installed
+(its folder is read, never imported, so TensorFlow need not work), or have pulled a musicnn card
+into the default cache. Without it, or without ../shared, those tests skip.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED
+from typer.testing import CliRunner
 
-from musictag.convert.musicnn import (
-    checkpoint_to_state_dict,
-    import_musicnn,
-    musicnn_cards,
-    open_checkpoint,
-)
+from musictag import hub
+from musictag.cli import app
+from musictag.convert.musicnn import checkpoint_to_state_dict, open_checkpoint
 from musictag.convert.tf_checkpoint import Checkpoint, CheckpointError, masked_crc32c
 from musictag.nets import build_model
-from musictag.registry import get_card
+from musictag.registry import available_models, get_card
 
 REFERENCE = SHARED / "reference-checkpoints" / "musicnn-pip" / "reference_outputs.npz"
 UPSTREAM_NAMES = {"musicnn-mtt-musicnn": "MTT_musicnn", "musicnn-mtt-vgg": "MTT_vgg",
@@ -39,7 +37,8 @@ def musicnn_source() -> Path | None:
     spec = importlib.util.find_spec("musicnn")
     if spec is not None and spec.origin:
         return Path(spec.origin).parent
-    return None
+    pulled = sorted((hub.cache_dir() / "downloads").glob("*-musicnn-0.1.0-py3-none-any.whl"))
+    return pulled[0] if pulled else None
 
 
 def need_wheel() -> Path:
@@ -199,7 +198,9 @@ def test_all_four_models_match_the_package_reference_outputs(tmp_path, monkeypat
         pytest.skip("../shared reference outputs absent")
     source = need_wheel()
     monkeypatch.setenv("MUSICTAG_CACHE", str(tmp_path))
-    written = import_musicnn(source)
+    result = CliRunner().invoke(app, ["models", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    written = [Path(line.split("\t")[1]) for line in result.stdout.splitlines()]
     assert sorted(p.stem for p in written) == sorted(UPSTREAM_NAMES)
     from musictag.backends.torch_backend import load_model
     from musictag.weights import read_weights
@@ -221,7 +222,8 @@ def test_all_four_models_match_the_package_reference_outputs(tmp_path, monkeypat
 
 
 def test_cards_carry_the_upstream_facts():
-    cards = {card.name: card for card in musicnn_cards()}
+    cards = {card.name: card for card in available_models()
+             if card.weights.get("converter") == "musicnn_tf"}
     assert sorted(cards) == sorted(UPSTREAM_NAMES)
     for card in cards.values():
         assert card.sample_rate_hz == 16000 and card.window_samples == 47872

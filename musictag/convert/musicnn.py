@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import hub  # the module, not its names: hub may import this package's table
 from ..nets import build_model
-from ..registry import ModelCard, available_models
-from ..weights import save_weights
+from ..registry import ModelCard
 from .tf_checkpoint import Checkpoint, CheckpointError
 
 #: The converter's name in :data:`musictag.convert.CONVERTERS` and in the cards.
@@ -145,19 +143,3 @@ def convert(source: Path, card: ModelCard) -> dict[str, np.ndarray]:
     """A card's state dict from the ``musicnn`` wheel (.whl) or an unpacked copy of it."""
     with open_checkpoint(source, card.weights["member"]) as checkpoint:
         return checkpoint_to_state_dict(checkpoint, card.arch)
-
-
-def musicnn_cards() -> list[ModelCard]:
-    return [card for card in available_models()
-            if card.weights.get("converter") == CONVERTER_NAME]
-
-
-def import_musicnn(source: Path) -> list[Path]:
-    """Convert every musicnn card from ``source`` into the user cache; returns the files written."""
-    written = []
-    for card in musicnn_cards():
-        path = hub.converted_path(card)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(path, convert(source, card), card.to_dict())
-        written.append(path)
-    return written
