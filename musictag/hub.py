@@ -114,8 +114,9 @@ def verify(path: Path, weights: dict[str, Any]) -> bool:
     size = weights.get("size_bytes")
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        raise ChecksumError(f"{path.name}: {actual_size} bytes, expected {size} "
-                            f"({'truncated' if actual_size < size else 'too long'})")
+        raise ChecksumError(f"{path.name}: {actual_size} bytes, the card's file has {size} "
+                            f"({'truncated' if actual_size < size else 'too long'} or not that "
+                            f"file)")
     expected = expected_checksum(weights)
     if expected is None:
         return False
@@ -331,5 +332,7 @@ def cards_for_import(source: Path, cards: list[ModelCard], *, model: str | None 
             return holding
     if len(candidates) == 1 and (model or arch or dataset):
         return candidates
-    raise ValueError(f"{source}: cannot tell which model it holds ({len(candidates)} cards fit); "
-                     f"name it with --arch and --dataset, or --model")
+    names = ", ".join(card.name for card in candidates[:6]) + (", ..." if len(candidates) > 6
+                                                                else "")
+    raise ValueError(f"{source}: cannot tell which model it holds ({len(candidates)} cards fit: "
+                     f"{names}); name one with --model, or narrow with --arch and --dataset")

@@ -61,8 +61,8 @@ def list_models(
     console.print(table)
     for names, notice in _licence_notices(cards):
         console.print(f"\nLicence notice for {', '.join(names)}:", style="bold", markup=False,
-                      highlight=False)
-        console.print(notice, markup=False, highlight=False)
+                      highlight=False, soft_wrap=True)
+        console.print(notice, markup=False, highlight=False, soft_wrap=True)  # verbatim
 
 
 @contextlib.contextmanager
