@@ -120,6 +120,15 @@ class Tagger:
                          window_scores=scores, duration_s=n_samples / rate,
                          window_s=self.card.window_samples / rate)
 
+    def embed(self, path: str | os.PathLike) -> np.ndarray:
+        """Penultimate-layer vectors ``(n_windows, embedding_size)`` of a file's windows.
+
+        For similarity search (:mod:`musictag.library.embed`); raises
+        :class:`musictag.audio.AudioError` like :meth:`tag`.
+        """
+        return np.concatenate([self.backend.embed(batch)
+                               for batch in batched(self.windows(path), self.batch_size)])
+
 
 def make_backend(card: ModelCard, weights_path: str | os.PathLike, *, backend: str = "torch",
                  device: str = "auto", precision: str = "fp32") -> Backend:
