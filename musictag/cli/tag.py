@@ -15,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..audio import AudioError, find_audio_files
-from ..fileio import atomic_open
 from ..inference import Tagger, TagResult
 from ..output import MACHINE_FORMATS, RecordWriter, result_record
 from .app import (
@@ -31,6 +30,16 @@ from .app import (
     setup_logging,
     show_progress,
     stderr,
+)
+from .library import (
+    DryRunOption,
+    Id3v23Option,
+    LibraryRun,
+    ResumeOption,
+    RetryFailedOption,
+    ShardOption,
+    TagFieldOption,
+    WriteTagsOption,
 )
 from .loading import open_tagger
 
@@ -83,9 +92,17 @@ def tag(
         "--format", "-f", help="table, json, jsonl, csv or tsv "
                                "(default: table on a terminal, jsonl when piped).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write results here (atomically) instead of stdout.")] = None,
+        "--output", "-o", help="Write results here instead of stdout: jsonl as a crash-safe "
+                               "log appended file by file, other formats atomically.")] = None,
     all_scores: Annotated[bool, typer.Option(
         "--all-scores", help="Include every label's score in json/jsonl records.")] = False,
+    resume: ResumeOption = False,
+    retry_failed: RetryFailedOption = False,
+    shard: ShardOption = None,
+    write_tags: WriteTagsOption = False,
+    tag_field: TagFieldOption = None,
+    id3v23: Id3v23Option = False,
+    dry_run: DryRunOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -100,20 +117,29 @@ def tag(
     files = collect_paths(paths)
     if not files:
         fail("no audio files found in the given paths")
+    run = LibraryRun.start(output=output, fmt=fmt, resume=resume, retry_failed=retry_failed,
+                           shard=shard, write_tags=write_tags, tag_field=tag_field,
+                           id3v23=id3v23, dry_run=dry_run, quiet=quiet)
+    files = run.select(files)
     tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
 
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(atomic_open(output, "w", encoding="utf-8")) if output \
+        stream = stack.enter_context(run.open_output(tagger.card.name)) if output \
             else sys.stdout
         failed = tag_files(tagger, files, stream, fmt=fmt, quiet=quiet, all_scores=all_scores,
-                           select=lambda result: result.select(top_k=top_k, thresholds=limits))
-    if failed:
+                           select=lambda result: result.select(top_k=top_k, thresholds=limits),
+                           run=run)
+    if failed or run.failed_earlier:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, quiet: bool,
-              all_scores: bool, select: Callable[[TagResult], list[tuple[str, float]]]) -> int:
-    """Tag each file, writing its record as it finishes; returns how many files failed."""
+              all_scores: bool, select: Callable[[TagResult], list[tuple[str, float]]],
+              run: LibraryRun | None = None) -> int:
+    """Tag each file, writing its record as it finishes; returns how many files failed.
+
+    ``run`` writes tags into the files and keeps the results log (see cli/library.py).
+    """
     failed = 0
     table_records: list[dict] = []
     writer = None if fmt == "table" else RecordWriter(stream, fmt)
@@ -126,13 +152,17 @@ def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, q
             progress.update(task, description=path.name[:40])
             try:
                 result = tagger.tag(path)
+                record = result_record(result, model=tagger.card.name, tags=select(result),
+                                       all_scores=all_scores)
+                if run:
+                    run.tagged(path, record)
             except AudioError as error:
                 failed += 1
+                if run:
+                    run.failed(path, error)
                 progress.console.print(f"musictag: {error}", markup=False, highlight=False,
                                        soft_wrap=True)
             else:
-                record = result_record(result, model=tagger.card.name, tags=select(result),
-                                       all_scores=all_scores)
                 if writer:
                     writer.write(record)
                 else:

@@ -67,8 +67,7 @@ class EmbeddingIndex:
             with np.load(source, allow_pickle=False) as data:
                 return cls([str(p) for p in data["paths"]], data["embeddings"].astype(np.float32),
                            str(data["model"]),
-                           data["window_embeddings"] if "window_embeddings" in data else None,
-                           data["window_file"] if "window_file" in data else None)
+                           data.get("window_embeddings"), data.get("window_file"))
         except (OSError, KeyError, ValueError) as error:
             raise ValueError(f"{source}: not an embeddings index ({error})") from None
 

@@ -64,7 +64,7 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 
 def latest_records(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, Any]]:
-    """One record per file path, the last one written winning (a retried failure, an edited file)."""
+    """One record per path; the last one written wins (a retried failure, an edited file)."""
     latest: dict[str, dict[str, Any]] = {}
     for path in paths:
         for record in read_records(path):
@@ -93,24 +93,31 @@ class Entry:
 
 
 class RunLog:
-    """An open results log: what earlier runs recorded, and durable appends for this one.
+    """A results log: what earlier runs recorded, and durable appends for this one.
 
-    Opening without ``resume`` starts the log afresh; with it, earlier records are read and a torn
-    last line is cut off. Also a text stream (``write``/``flush``), so the ordinary record writer
-    can write into it; whatever is written between two flushes becomes one durable append.
+    Created with ``resume``, it reads the earlier records; :meth:`open` then cuts off a torn last
+    line and appends. Without ``resume``, :meth:`open` starts the log afresh. An open log is also
+    a text stream (``write``/``flush``), so the ordinary record writer can write into it: whatever
+    is written between two flushes becomes one durable append.
     """
 
     def __init__(self, path: str | os.PathLike, *, resume: bool):
         self.path = Path(path)
+        self.resume = resume
         self.entries: dict[str, Entry] = {}
         self.models: set[str] = set()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = -1
+        self._pending: list[str] = []
         if resume and self.path.exists():
             self._load()
+
+    def open(self) -> RunLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.resume and self.path.exists():
             os.truncate(self.path, complete_length(self.path))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if resume else os.O_TRUNC)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if self.resume else os.O_TRUNC)
         self._fd = os.open(self.path, flags, 0o644)
-        self._pending: list[str] = []
+        return self
 
     def _load(self) -> None:
         for record in read_records(self.path):

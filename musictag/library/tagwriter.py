@@ -5,8 +5,9 @@ so nothing the user curated is touched, or ``GENRE``/``MOOD``, mapped to each fo
 as Picard maps them. Per format:
 
 - MP3, WAV, AIFF (ID3v2.4, or v2.3 on request): ``TXXX:NAME``; GENRE -> ``TCON``; MOOD -> ``TMOO``
-  (v2.4) or ``TXXX:MOOD`` (v2.3, which has no TMOO and joins the values with "/"). Converting a file to v2.3 drops the frames
-  v2.3 cannot hold, as mutagen's conversion does.
+  (v2.4) or ``TXXX:MOOD`` (v2.3, which has no TMOO). v2.3 has no multi-valued text frames, so
+  there the values are joined with "/"; converting a file to v2.3 drops the frames v2.3 cannot
+  hold, as mutagen's conversion does.
 - FLAC, Ogg Vorbis, Opus, Ogg FLAC/Speex (Vorbis comments): ``NAME``.
 - MP4/M4A: freeform ``----:com.apple.iTunes:NAME``; GENRE -> ``©gen``.
 

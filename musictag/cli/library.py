@@ -1,0 +1,307 @@
+"""Whole libraries: the resumable, sharded, tag-writing options of ``musictag tag``, and
+``musictag merge-shards``, ``embed`` and ``similar``.
+
+``tag`` calls :class:`LibraryRun` at three points (choosing files, opening the output, each file
+done or failed); the work itself lives in :mod:`musictag.library`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..audio import AudioError
+from ..fileio import atomic_open
+from ..library.embed import EmbeddingIndex
+from ..library.runlog import FileKey, RunLog
+from ..library.shard import count_failures, merge_shards, parse_shard, select_shard
+from ..library.tagwriter import DEFAULT_FIELD, check_field, write_tags
+from .app import (
+    EXIT_SOME_FAILED,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    QuietOption,
+    VerboseOption,
+    WeightsOption,
+    app,
+    fail,
+    setup_logging,
+    show_progress,
+    stderr,
+)
+from .loading import open_tagger
+
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Keep the --output JSONL log and skip the files it records (same path, "
+                     "size and modification time).")]
+RetryFailedOption = Annotated[bool, typer.Option(
+    "--retry-failed", help="With --resume, try the files recorded as failed again.")]
+ShardOption = Annotated[str | None, typer.Option(
+    "--shard", help="K/N: tag only the K-th of N equal shares of the sorted file list "
+                    "(1 <= K <= N), for cluster array jobs.")]
+WriteTagsOption = Annotated[bool, typer.Option(
+    "--write-tags", help="Store the selected tags in each file's own metadata (atomically; "
+                         "the audio and all other tags are kept).")]
+TagFieldOption = Annotated[str | None, typer.Option(
+    "--tag-field", help=f"Metadata field for --write-tags (default {DEFAULT_FIELD}; GENRE and "
+                        "MOOD map to each format's genre/mood field).")]
+Id3v23Option = Annotated[bool, typer.Option(
+    "--id3v23", help="Save MP3/WAV/AIFF tags as ID3v2.3 instead of v2.4.")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Print on stderr what --write-tags would change, and change nothing.")]
+
+
+@dataclass
+class LibraryRun:
+    """The library options of one ``musictag tag`` run, and the work they add per file."""
+
+    output: Path | None
+    fmt: str
+    log: RunLog | None = None
+    shard: tuple[int, int] | None = None
+    retry_failed: bool = False
+    tag_field: str | None = None  # set when tags go into the files (or would, with dry_run)
+    id3v23: bool = False
+    dry_run: bool = False
+    failed_earlier: int = 0
+    quiet: bool = False
+    _written: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, *, output: Path | None, fmt: str, resume: bool, retry_failed: bool,
+              shard: str | None, write_tags: bool, tag_field: str | None, id3v23: bool,
+              dry_run: bool, quiet: bool) -> LibraryRun:
+        """Checks the option combination (one error line and exit 2 when it makes no sense)."""
+        logged = output is not None and fmt == "jsonl"
+        if (resume or retry_failed) and not logged:
+            fail("--resume and --retry-failed need --output FILE in jsonl format")
+        if retry_failed and not resume:
+            fail("--retry-failed works on an earlier log: add --resume")
+        if (tag_field is not None or id3v23) and not (write_tags or dry_run):
+            fail("--tag-field and --id3v23 only apply with --write-tags")
+        try:
+            parsed = parse_shard(shard) if shard is not None else None
+            name = check_field(tag_field or DEFAULT_FIELD) if write_tags or dry_run else None
+            log = RunLog(output, resume=resume) if logged else None
+        except (ValueError, OSError) as error:
+            fail(str(error))
+        return cls(output, fmt, log, parsed, retry_failed, name, id3v23, dry_run, quiet=quiet)
+
+    def select(self, files: list[Path]) -> list[Path]:
+        """This shard's files less those the log has done; exits when none is left to do."""
+        files = list(dict.fromkeys(files))
+        if self.shard:
+            files = select_shard(files, *self.shard)
+        if self.log is None or not self.log.entries:
+            return files
+        wanted = None if self.dry_run else self.tag_field
+        todo = []
+        for path in files:
+            try:
+                key = FileKey.of(path)
+            except OSError:
+                todo.append(path)  # tagging it reports why it cannot be read
+                continue
+            if not self.log.is_done(key, retry_failed=self.retry_failed, written_to=wanted):
+                todo.append(path)
+            elif self.log.failed_earlier(key):
+                self.failed_earlier += 1
+        skipped = len(files) - len(todo)
+        if (skipped and not self.quiet) or not todo:
+            failures = (f", {self.failed_earlier} of them failed (--retry-failed tries them "
+                        "again)" if self.failed_earlier else "")
+            stderr.print(f"{self.output}: {skipped} of {len(files)} files already done"
+                         f"{failures}", markup=False, highlight=False)
+        if not todo:
+            raise typer.Exit(EXIT_SOME_FAILED if self.failed_earlier else 0)
+        return todo
+
+    @contextlib.contextmanager
+    def open_output(self, model: str) -> Iterator[IO[str]]:
+        """The --output stream: the durable log for jsonl, an atomically written file otherwise."""
+        assert self.output is not None
+        if self.log is None:
+            with atomic_open(self.output, "w", encoding="utf-8") as stream:
+                yield stream
+            return
+        others = self.log.models - {model}
+        if others:
+            fail(f"{self.output} holds results of {', '.join(sorted(others))}, not {model}; "
+                 "resume with that model or write to another file")
+        try:
+            self.log.open()
+        except OSError as error:
+            fail(f"{self.output}: cannot write ({error.strerror or error})")
+        with self.log:
+            yield self.log
+
+    def tagged(self, path: Path, record: dict[str, Any]) -> None:
+        """Writes the tags into the file if asked, then stamps the record with the file's key.
+
+        Raises :class:`AudioError` (a :class:`~musictag.library.tagwriter.TagWriteError`) when the
+        metadata cannot be written; the record is then not logged as done.
+        """
+        if self.tag_field is not None:
+            values = [item["tag"] for item in record["tags"]]
+            change = write_tags(path, values, field=self.tag_field, id3v23=self.id3v23,
+                                dry_run=self.dry_run)
+            if self.dry_run:
+                stderr.print(change.describe(), markup=False, highlight=False, soft_wrap=True)
+            else:
+                record["written_to"] = self.tag_field
+        if self.log is not None:
+            try:
+                record.update(FileKey.of(path).fields())
+            except OSError as error:
+                raise AudioError(path, f"vanished while being tagged ({error})") from None
+
+    def failed(self, path: Path, error: AudioError) -> None:
+        if self.log is None:
+            return
+        try:
+            self.log.append_failure(FileKey.of(path), error.reason)
+        except FileNotFoundError:
+            self.log.append({"path": str(path), "error": error.reason})
+
+
+MergeOutputOption = Annotated[Path, typer.Option(
+    "--output", "-o", help="The merged JSONL file (written atomically).")]
+
+
+@app.command("merge-shards")
+def merge_shards_command(
+    logs: Annotated[list[Path], typer.Argument(
+        help="Result logs of `musictag tag --output` (one per shard), in the order written.")],
+    output: MergeOutputOption,
+) -> None:
+    """Join shard logs into one JSONL file: one record per file, sorted by path."""
+    for log_path in logs:
+        if not log_path.is_file():
+            fail(f"{log_path}: no such file")
+    records = merge_shards(logs)
+    with atomic_open(output, "w", encoding="utf-8") as stream:
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    failures = count_failures(records)
+    stderr.print(f"{output}: {len(records)} files from {len(logs)} logs"
+                 + (f", {failures} of them failed" if failures else ""),
+                 markup=False, highlight=False)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=stderr, disable=not show_progress(quiet),
+                    transient=True)
+
+
+@app.command()
+def embed(
+    paths: Annotated[list[str], typer.Argument(
+        help="Audio files or folders (searched recursively); - reads paths from stdin.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The .npz index to write (atomically).")],
+    per_window: Annotated[bool, typer.Option(
+        "--per-window", help="Also store every window's vector, not only each file's mean.")]
+        = False,
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 16,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Store each file's penultimate-layer embedding (mean over its windows) for `similar`."""
+    from .tag import collect_paths  # tag.py imports this module for its options
+
+    setup_logging(verbose)
+    files = collect_paths(paths)
+    if not files:
+        fail("no audio files found in the given paths")
+    tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
+    failed = 0
+
+    def vectors() -> Iterator[tuple[str, Any]]:
+        nonlocal failed
+        with _progress(quiet) as progress:
+            task = progress.add_task("embedding", total=len(files))
+            for path in files:
+                progress.update(task, description=path.name[:40])
+                try:
+                    yield str(path), tagger.embed(path)
+                except AudioError as error:
+                    failed += 1
+                    progress.console.print(f"musictag: {error}", markup=False, highlight=False,
+                                           soft_wrap=True)
+                progress.advance(task)
+
+    try:
+        index = EmbeddingIndex.from_windows(vectors(), model=tagger.card.name,
+                                            per_window=per_window)
+    except ValueError as error:
+        fail(str(error))
+    index.save(output)
+    stderr.print(f"{output}: {len(index.paths)} files x {index.embeddings.shape[1]} values "
+                 f"({tagger.card.name})", markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command()
+def similar(
+    query: Annotated[str, typer.Argument(
+        help="An audio file: one in the index, or any other (embedded with the index's model).")],
+    index_path: Annotated[Path, typer.Option(
+        "--index", "-i", help="An index written by `musictag embed`.")],
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many tracks to list.")]
+        = 10,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", help="table, jsonl or tsv (default: table on a terminal, "
+                               "jsonl when piped).")] = None,
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    verbose: VerboseOption = False,
+) -> None:
+    """List the tracks most similar to QUERY by cosine similarity of their embeddings."""
+    setup_logging(verbose)
+    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt not in ("table", "jsonl", "tsv"):
+        fail(f"unknown format {fmt!r}; choose table, jsonl or tsv")
+    try:
+        index = EmbeddingIndex.load(index_path)
+    except ValueError as error:
+        fail(str(error))
+    vector = index.vector(query)
+    if vector is None:
+        tagger = open_tagger(model or (None if weights else index.model), weights, device=device)
+        if tagger.card.name != index.model:
+            fail(f"{index_path} was made with {index.model}, not {tagger.card.name}")
+        try:
+            vector = tagger.embed(query).mean(axis=0)
+        except AudioError as error:
+            fail(str(error), code=EXIT_SOME_FAILED)
+    ranked = index.nearest(vector, k=k, exclude=query)
+    if fmt == "table":
+        table = Table(show_header=True, header_style="bold")
+        for column, justify in (("rank", "right"), ("file", "left"), ("similarity", "right")):
+            table.add_column(column, justify=justify, overflow="fold")
+        for rank, (path, score) in enumerate(ranked, start=1):
+            table.add_row(str(rank), path, f"{score:.4f}")
+        Console(file=sys.stdout).print(table)
+    else:
+        for rank, (path, score) in enumerate(ranked, start=1):
+            typer.echo(json.dumps({"rank": rank, "path": path, "similarity": round(score, 6)},
+                                  ensure_ascii=False) if fmt == "jsonl"
+                       else f"{rank}\t{path}\t{score:.6f}")
+
