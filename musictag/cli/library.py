@@ -122,7 +122,7 @@ class LibraryRun:
             failures = (f", {self.failed_earlier} of them failed (--retry-failed tries them "
                         "again)" if self.failed_earlier else "")
             stderr.print(f"{self.output}: {skipped} of {len(files)} files already done"
-                         f"{failures}", markup=False, highlight=False)
+                         f"{failures}", markup=False, highlight=False, soft_wrap=True)
         if not todo:
             raise typer.Exit(EXIT_SOME_FAILED if self.failed_earlier else 0)
         return todo
