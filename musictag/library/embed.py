@@ -14,6 +14,7 @@ index is one ``.npz`` file:
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,7 +69,7 @@ class EmbeddingIndex:
                 return cls([str(p) for p in data["paths"]], data["embeddings"].astype(np.float32),
                            str(data["model"]),
                            data.get("window_embeddings"), data.get("window_file"))
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"{source}: not an embeddings index ({error})") from None
 
     def vector(self, path: str) -> np.ndarray | None:
