@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -76,7 +77,6 @@ class LibraryRun:
     dry_run: bool = False
     failed_earlier: int = 0
     quiet: bool = False
-    _written: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def start(cls, *, output: Path | None, fmt: str, resume: bool, retry_failed: bool,
@@ -170,9 +170,11 @@ class LibraryRun:
         if self.log is None:
             return
         try:
-            self.log.append_failure(FileKey.of(path), error.reason)
-        except FileNotFoundError:
+            key = FileKey.of(path)
+        except OSError:  # no key to record: the next run tries it again
             self.log.append({"path": str(path), "error": error.reason})
+        else:
+            self.log.append_failure(key, error.reason)
 
 
 MergeOutputOption = Annotated[Path, typer.Option(
@@ -221,7 +223,10 @@ def embed(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Store each file's penultimate-layer embedding (mean over its windows) for `similar`."""
+    """Store each file's penultimate-layer embedding (mean over its windows) for `similar`.
+
+    Paths are stored absolute, so `similar` finds a file of the index from any folder.
+    """
     from .tag import collect_paths  # tag.py imports this module for its options
 
     setup_logging(verbose)
@@ -238,7 +243,7 @@ def embed(
             for path in files:
                 progress.update(task, description=path.name[:40])
                 try:
-                    yield str(path), tagger.embed(path)
+                    yield os.path.abspath(path), tagger.embed(path)
                 except AudioError as error:
                     failed += 1
                     progress.console.print(f"musictag: {error}", markup=False, highlight=False,
@@ -282,6 +287,7 @@ def similar(
         index = EmbeddingIndex.load(index_path)
     except ValueError as error:
         fail(str(error))
+    query = os.path.abspath(query)  # the index holds absolute paths
     vector = index.vector(query)
     if vector is None:
         tagger = open_tagger(model or (None if weights else index.model), weights, device=device)
