@@ -34,7 +34,7 @@ def log_lines(path: Path) -> list[dict]:
 
 
 def test_kill_9_mid_run_then_resume_records_each_file_once(tiny_model, tmp_path):
-    files = make_library(tmp_path / "music", 60)
+    files = make_library(tmp_path / "music", 60, seconds=15.0)  # long enough to be killed
     log = tmp_path / "r.jsonl"
     command = [sys.executable, "-m", "musictag", "tag", str(tmp_path / "music"),
                "--model", "tiny-test", "--output", str(log)]
