@@ -150,6 +150,15 @@ class Tagger:
                 on_progress(len(batch))
         return self._result(path, np.concatenate(window_scores), n_samples)
 
+    def embed(self, path: str | os.PathLike) -> np.ndarray:
+        """Penultimate-layer vectors ``(n_windows, embedding_size)`` of a file's windows.
+
+        For similarity search (:mod:`musictag.library.embed`); raises
+        :class:`musictag.audio.AudioError` like :meth:`tag`.
+        """
+        return np.concatenate([self.backend.embed(batch)
+                               for batch in batched(self.windows(path), self.batch_size)])
+
     def _result(self, path: str | os.PathLike, scores: np.ndarray, n_samples: int) -> TagResult:
         rate = self.card.sample_rate_hz
         return TagResult(path=str(path), labels=self.labels, scores=scores.mean(axis=0),
