@@ -213,13 +213,19 @@ def _run_batches(run: Callable[[np.ndarray], np.ndarray], windows: np.ndarray) -
 
 
 def _front_end_nodes(proto: onnx.ModelProto) -> list[str]:
-    """Names of the weighted nodes before the first ReLU (graph nodes are in topological order)."""
+    """Names of the nodes before the first ReLU (graph nodes are in topological order).
+
+    All of them, not only the weighted ones: a spectrogram front end's Mul, Add and Pow would
+    otherwise be quantized on the power spectrum, whose range int8 cannot hold. Nodes are
+    excluded by name, so unnamed ones are named first.
+    """
     names = []
-    for node in proto.graph.node:
+    for index, node in enumerate(proto.graph.node):
         if node.op_type == "Relu":
             break
-        if node.op_type in ("Conv", "MatMul", "Gemm"):
-            names.append(node.name)
+        if not node.name:
+            node.name = f"musictag_front_end_{index}"
+        names.append(node.name)
     return names
 
 
@@ -245,10 +251,12 @@ def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> None:
     try:
         with _quiet_exporter():
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            graph = onnx.load(str(prepared))
+            front_end = _front_end_nodes(graph)
+            onnx.save(graph, str(prepared))  # with the names given to unnamed nodes
             quantize_static(str(prepared), str(target), Windows(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            per_channel=True,
-                            nodes_to_exclude=_front_end_nodes(onnx.load(str(prepared))))
+                            per_channel=True, nodes_to_exclude=front_end)
     finally:
         prepared.unlink(missing_ok=True)
 

@@ -1,0 +1,79 @@
+"""``musictag export --onnx``: a verified ONNX file for the torch-free tagging path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..audio import find_audio_files
+from ..hub import ModelUnavailableError, local_weights
+from ..registry import DEFAULT_MODEL, ModelCard, UnknownModelError, get_card
+from ..weights import read_weights
+from .app import ModelOption, QuietOption, WeightsOption, app, fail, stderr
+
+
+def _card_and_weights(model: str | None, weights: Path | None) -> tuple[ModelCard, Path]:
+    try:
+        if weights is not None and model is None:
+            _, stored = read_weights(weights)
+            if stored is None:
+                fail(f"{weights}: holds no model card; name the card with --model")
+            return ModelCard.from_dict(stored, home=weights.resolve().parent), weights
+        card = get_card(model or DEFAULT_MODEL)
+        return card, weights if weights is not None else local_weights(card)
+    except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
+        fail(str(error.args[0]) if error.args else str(error))
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
+    onnx: Annotated[bool, typer.Option(
+        "--onnx", help="Export to ONNX (the only format so far; required).")] = False,
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", help="int8: static quantization calibrated on --audio (about 4x faster "
+                           "on CPUs with VNNI); the score difference is measured and printed.")
+    ] = None,
+    audio: Annotated[list[Path] | None, typer.Option(
+        "--audio", "-a", help="Audio files or folders whose windows verify the export (and "
+                              "calibrate int8); repeat for more. Real music is best.")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Export a model to ONNX, verified against torch on real windows before it is written.
+
+    The file carries the model card in its metadata, so `musictag tag --weights FILE.onnx`
+    needs nothing else and no torch.
+    """
+    if not onnx:
+        fail("say which format: --onnx")
+    if quantize not in (None, "int8"):
+        fail(f"unknown --quantize {quantize!r}; choose int8")
+    if output.suffix.lower() != ".onnx":
+        fail(f"{output}: the output file name must end in .onnx")
+    card, weights_path = _card_and_weights(model, weights)
+    files = list(find_audio_files(audio or []))
+    try:
+        import onnxscript  # noqa: F401  (torch.onnx's exporter writes the graph through it)
+
+        from ..export import ExportError, export_onnx
+    except ImportError as error:
+        fail(f"export needs torch and onnx ({error.name} is missing): "
+             f"pip install 'musictag[export]'")
+    step = None if quiet else (lambda line: stderr.print(line, markup=False, highlight=False))
+    try:
+        report = export_onnx(card, weights_path, output, precision=quantize or "fp32",
+                             audio=files, on_step=step)
+    except (ExportError, ValueError, OSError) as error:
+        fail(str(error))
+    for note in report.notes:
+        stderr.print(f"musictag: note: {note}", markup=False, highlight=False)
+    print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.precision}, "
+          f"opset {report.opset})")
+    print(f"onnxruntime fp32 vs torch: {report.fp32.describe()} "
+          f"({report.n_audio_windows} audio + {report.n_synthetic_windows} synthetic windows)")
+    if report.quantized is not None:
+        print(f"int8 vs torch fp32 on held-out windows: {report.quantized.describe()}")
