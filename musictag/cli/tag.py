@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..audio import AudioError, find_audio_files
-from ..inference import Tagger, TagResult
+from ..inference import BACKENDS, Tagger, TagResult
 from ..output import MACHINE_FORMATS, RecordWriter, result_record
 from .app import (
     EXIT_SOME_FAILED,
@@ -42,6 +42,16 @@ from .library import (
     WriteTagsOption,
 )
 from .loading import open_tagger
+
+BackendOption = Annotated[str, typer.Option(
+    "--backend", help=f"{'|'.join(BACKENDS)}: auto runs onnxruntime when the model has an "
+                      f"ONNX file (--weights FILE.onnx, or one shipped with its card) and "
+                      f"torch otherwise.")]
+PrecisionOption = Annotated[str, typer.Option(
+    "--precision", help="fp32, or bf16 (torch autocast; on a CPU with AMX/AVX512-BF16).")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="Compute threads (default: every core, one left to decoding "
+                             "from 8 cores on).")]
 
 
 def read_thresholds(path: Path) -> dict[str, float]:
@@ -82,6 +92,9 @@ def tag(
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 16,
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = "fp32",
+    threads: ThreadsOption = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
                                        help="At most this many tags per file.")] = 5,
     threshold: Annotated[float | None, typer.Option(
@@ -121,7 +134,8 @@ def tag(
                            shard=shard, write_tags=write_tags, tag_field=tag_field,
                            id3v23=id3v23, dry_run=dry_run, quiet=quiet)
     files = run.select(files)
-    tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
+    tagger = open_tagger(model, weights, device=device, batch_size=batch_size, backend=backend,
+                         precision=precision, threads=threads)
 
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(run.open_output(tagger.card.name)) if output \
@@ -138,6 +152,8 @@ def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, q
               run: LibraryRun | None = None) -> int:
     """Tag each file, writing its record as it finishes; returns how many files failed.
 
+    Files go through :meth:`Tagger.tag_many`: the next files decode while this one is scored.
+
     ``run`` writes tags into the files and keeps the results log (see cli/library.py).
     """
     failed = 0
@@ -148,14 +164,15 @@ def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, q
                         disable=not show_progress(quiet), transient=True)
     with progress:
         task = progress.add_task("tagging", total=len(files))
-        for path in files:
-            progress.update(task, description=path.name[:40])
+        for path, result in tagger.tag_many(files):
+            progress.update(task, description=Path(path).name[:40])
             try:
-                result = tagger.tag(path)
+                if isinstance(result, AudioError):
+                    raise result
                 record = result_record(result, model=tagger.card.name, tags=select(result),
                                        all_scores=all_scores)
                 if run:
-                    run.tagged(path, record)
+                    run.tagged(path, record)  # raises AudioError when tags can't be written
             except AudioError as error:
                 failed += 1
                 if run:
