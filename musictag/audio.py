@@ -81,11 +81,43 @@ class WindowRule:
         return {"rule": self.kind, "n_windows": self.n_windows}
 
 
+def wav_declared_frames(path: Path) -> int | None:
+    """The frame count a RIFF/WAVE header's ``data`` chunk claims, or None when it claims none.
+
+    libsndfile silently shortens ``frames`` to the bytes present, so a WAV cut short (an
+    interrupted copy or download) would look complete; this reads the claim itself so that
+    :func:`stream_mono` can warn that the file holds less than its header says. Streamed WAVs
+    write 0 or 0xFFFFFFFF as the size; those claim nothing.
+    """
+    try:
+        with open(path, "rb") as handle:
+            riff = handle.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            block_align = None
+            while len(header := handle.read(8)) == 8:
+                chunk_id, size = header[:4], int.from_bytes(header[4:], "little")
+                if chunk_id == b"fmt " and size >= 14:
+                    block_align = int.from_bytes(handle.read(14)[12:14], "little")
+                    handle.seek(size - 14 + size % 2, os.SEEK_CUR)
+                elif chunk_id == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    handle.seek(size + size % 2, os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
+
+
 class _SoundfileReader:
     def __init__(self, path: Path):
         self._file = soundfile.SoundFile(str(path))
-        self.info = AudioInfo(self._file.samplerate, self._file.channels,
-                              self._file.frames if self._file.frames > 0 else None, "soundfile")
+        frames = self._file.frames if self._file.frames > 0 else None
+        if frames is not None and self._file.format == "WAV":
+            frames = max(frames, wav_declared_frames(path) or 0)
+        self.info = AudioInfo(self._file.samplerate, self._file.channels, frames, "soundfile")
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         with self._file:
@@ -213,7 +245,7 @@ def load_mono(path: str | os.PathLike, *, sample_rate_hz: int) -> np.ndarray:
 
 
 def evenly_spaced_starts(total_samples: int, *, window_samples: int, n_windows: int) -> list[int]:
-    """Start offsets of ``n_windows`` windows spread over the track (deduplicated when it is short)."""
+    """Start offsets of ``n_windows`` windows spread over the track (fewer if it is short)."""
     last_start = max(total_samples - window_samples, 0)
     return sorted({int(round(s)) for s in np.linspace(0, last_start, n_windows)})
 

@@ -1,0 +1,222 @@
+"""Decoding every format, downmix, resampling and the windowing rules of README "How audio becomes
+windows", on files written by the tests themselves."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import tone, write_audio
+
+from musictag import audio
+from musictag.audio import AudioError, WindowRule, cut_windows, load_mono, probe, stream_mono
+
+
+def peak_frequency_hz(samples: np.ndarray, rate: int) -> float:
+    """The strongest FFT bin, refined by parabolic interpolation (resolution well under 1 Hz)."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1:k + 2])
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / len(samples)
+
+
+# (suffix, decoder chosen automatically): libsndfile where it can, FFmpeg through PyAV otherwise
+FORMATS = [(".wav", "soundfile"), (".flac", "soundfile"), (".ogg", "soundfile"),
+           (".opus", "soundfile"), (".mp3", "soundfile"), (".m4a", "pyav"), (".webm", "pyav")]
+
+
+@pytest.mark.parametrize(("suffix", "decoder"), FORMATS, ids=[s for s, _ in FORMATS])
+def test_each_format_decodes_to_its_tone(tmp_path, suffix, decoder):
+    path = write_audio(tmp_path / f"tone{suffix}", tone(2.0, 16000, 440.0), 16000)
+    info = probe(path)
+    assert info.decoder == decoder
+    samples = load_mono(path, sample_rate_hz=16000)
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert abs(len(samples) / 16000 - 2.0) < 0.15  # AAC adds ~0.11 s of priming and padding
+    assert abs(peak_frequency_hz(samples, 16000) - 440.0) < 2.0
+    middle = samples[4000:-4000]
+    assert 0.2 < np.sqrt(2 * np.mean(middle**2)) < 0.4  # amplitude 0.3 survives the codec
+
+
+def test_stereo_is_downmixed_to_the_mean_of_its_channels(tmp_path):
+    rate = 8000
+    left, right = tone(2.0, rate, 440.0), tone(2.0, rate, 1000.0) * 0.5
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, np.stack([left, right], axis=1), rate, subtype="FLOAT")
+    assert probe(path).channels == 2
+    np.testing.assert_allclose(load_mono(path, sample_rate_hz=rate), (left + right) / 2,
+                               atol=1e-6)
+
+
+def test_stereo_through_pyav_is_downmixed(tmp_path):
+    path = tmp_path / "stereo.m4a"
+    write_audio(path, tone(2.0, 16000, 440.0, channels=2), 16000)
+    samples = load_mono(path, sample_rate_hz=16000)
+    assert abs(peak_frequency_hz(samples, 16000) - 440.0) < 2.0
+
+
+@pytest.mark.parametrize(("source_hz", "target_hz"), [(44100, 22050), (48000, 16000),
+                                                      (8000, 22050)])
+def test_resampled_1khz_sine_keeps_its_frequency(tmp_path, source_hz, target_hz):
+    path = tmp_path / f"sine{source_hz}.flac"
+    soundfile.write(path, tone(3.0, source_hz, 1000.0), source_hz)
+    samples = load_mono(path, sample_rate_hz=target_hz)
+    assert abs(len(samples) - 3 * target_hz) <= 2
+    assert abs(peak_frequency_hz(samples, target_hz) - 1000.0) < 2.0
+
+
+def test_stream_mono_yields_bounded_blocks_equal_to_the_whole(tmp_path):
+    path = tmp_path / "ten.flac"
+    soundfile.write(path, tone(10.0, 44100, 1000.0, channels=2), 44100)
+    info, blocks = stream_mono(path, sample_rate_hz=22050, block_seconds=1.0)
+    assert (info.sample_rate_hz, info.channels, info.n_frames) == (44100, 2, 441000)
+    sizes = [len(block) for block in blocks]
+    assert len(sizes) >= 10
+    assert max(sizes) <= 22050 + 512  # one block of 1 s at the model rate, plus resampler slack
+    whole = load_mono(path, sample_rate_hz=22050)
+    assert sum(sizes) == len(whole)
+    _, blocks = stream_mono(path, sample_rate_hz=22050, block_seconds=1.0)
+    np.testing.assert_allclose(np.concatenate(list(blocks)), whole, atol=1e-5)
+
+
+# --- windowing (README "How audio becomes windows"); rate 1000 Hz, windows of 3000 samples ---
+RATE, WINDOW = 1000, 3000
+CONSECUTIVE = WindowRule("consecutive")
+
+
+def windows_of(signal: np.ndarray, rule: WindowRule = CONSECUTIVE, *, block: int = 700,
+               total: int | None = None) -> list[np.ndarray]:
+    blocks = (signal[i:i + block] for i in range(0, len(signal), block))
+    return list(cut_windows(blocks, window_samples=WINDOW, rule=rule, total_samples=total,
+                            sample_rate_hz=RATE, path="clip.wav"))
+
+
+def ramp(n: int) -> np.ndarray:
+    return np.arange(1, n + 1, dtype=np.float32)
+
+
+def test_consecutive_windows_are_back_to_back():
+    signal = ramp(2 * WINDOW)
+    windows = windows_of(signal)
+    assert len(windows) == 2
+    np.testing.assert_array_equal(np.concatenate(windows), signal)
+
+
+def test_remainder_of_half_a_window_gets_an_end_aligned_window():
+    signal = ramp(2 * WINDOW + WINDOW // 2)
+    windows = windows_of(signal)
+    assert len(windows) == 3
+    np.testing.assert_array_equal(windows[0], signal[:WINDOW])
+    np.testing.assert_array_equal(windows[1], signal[WINDOW:2 * WINDOW])
+    np.testing.assert_array_equal(windows[2], signal[-WINDOW:])
+
+
+def test_remainder_under_half_a_window_is_dropped():
+    signal = ramp(2 * WINDOW + WINDOW // 2 - 1)
+    windows = windows_of(signal)
+    assert len(windows) == 2
+    np.testing.assert_array_equal(np.concatenate(windows), signal[:2 * WINDOW])
+
+
+@pytest.mark.parametrize("block", [1, 999, 3000, 10_000])
+def test_windows_do_not_depend_on_block_size(block):
+    signal = ramp(4 * WINDOW + 2000)
+    expected = windows_of(signal, block=len(signal))
+    got = windows_of(signal, block=block)
+    assert len(got) == len(expected) == 5
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rule", [CONSECUTIVE, WindowRule("evenly_spaced", 16)])
+def test_clip_shorter_than_a_window_is_zero_padded_on_both_sides(rule):
+    signal = ramp(2000)  # 2 s: over the 1 s minimum, under one 3 s window
+    for total in (None, len(signal)):
+        [window] = windows_of(signal, rule, total=total)
+        assert len(window) == WINDOW
+        np.testing.assert_array_equal(window[500:2500], signal)
+        assert not window[:500].any() and not window[2500:].any()
+
+
+@pytest.mark.parametrize("rule", [CONSECUTIVE, WindowRule("evenly_spaced", 16)])
+def test_clip_under_one_second_is_an_error(rule):
+    assert len(windows_of(ramp(RATE), rule)) == 1  # exactly 1 s is enough
+    with pytest.raises(AudioError, match=r"clip\.wav: too short to tag \(0\.99 s"):
+        windows_of(ramp(RATE - 10), rule)
+
+
+@pytest.mark.parametrize("total_known", [True, False])
+def test_evenly_spaced_rule_gives_16_windows_from_start_to_end(total_known):
+    signal = ramp(40 * WINDOW + 123)
+    windows = windows_of(signal, WindowRule("evenly_spaced", 16),
+                         total=len(signal) if total_known else None)
+    assert len(windows) == 16
+    np.testing.assert_array_equal(windows[0], signal[:WINDOW])
+    np.testing.assert_array_equal(windows[-1], signal[-WINDOW:])
+    starts = [int(w[0]) - 1 for w in windows]  # the ramp's value gives each window's start
+    assert starts == [round(s) for s in np.linspace(0, len(signal) - WINDOW, 16)]
+    for start, window in zip(starts, windows, strict=True):
+        np.testing.assert_array_equal(window, signal[start:start + WINDOW])
+
+
+def test_evenly_spaced_when_the_stream_is_shorter_than_declared():
+    signal = ramp(10 * WINDOW)
+    windows = windows_of(signal, WindowRule("evenly_spaced", 16), total=20 * WINDOW)
+    planned = [round(s) for s in np.linspace(0, 20 * WINDOW - WINDOW, 16)]
+    # tagged as far as it goes: the planned windows that fit in what the stream holds
+    assert [int(w[0]) - 1 for w in windows] == [s for s in planned if s + WINDOW <= len(signal)]
+    assert all(len(w) == WINDOW for w in windows)
+
+
+def test_find_audio_files_recurses_and_keeps_audio_extensions(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/b/deep.FLAC", "a/song.mp3", "top.wav", "notes.txt", "a/cover.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    found = list(audio.find_audio_files([tmp_path]))
+    assert found == sorted([tmp_path / "a/b/deep.FLAC", tmp_path / "a/song.mp3",
+                            tmp_path / "top.wav"])
+    assert list(audio.find_audio_files([tmp_path / "notes.txt"])) == [tmp_path / "notes.txt"]
+
+
+# --- bad input: AudioError with a one-line reason naming the file ---
+
+def test_bad_files_raise_audio_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.mp3").write_text("not audio at all\n" * 20)
+    (tmp_path / "random.flac").write_bytes(rng.bytes(5000))
+    soundfile.write(tmp_path / "silence.wav", np.zeros(8000 * 5, np.float32), 8000)
+    bad = tone(2.0, 8000)
+    bad[100], bad[200] = np.nan, np.inf
+    soundfile.write(tmp_path / "nan.wav", bad, 8000, subtype="FLOAT")
+    reasons = {"empty.wav": "empty", "text.mp3": "not a decodable audio file",
+               "random.flac": "not a decodable audio file", "silence.wav": "silent",
+               "nan.wav": "NaN"}
+    for name, reason in reasons.items():
+        with pytest.raises(AudioError) as caught:
+            load_mono(tmp_path / name, sample_rate_hz=8000)
+        message = str(caught.value)
+        assert message.startswith(str(tmp_path / name)) and reason in message
+        assert "\n" not in message
+
+
+def test_wav_shorter_than_its_header_is_decoded_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "cut.wav"
+    soundfile.write(path, tone(4.0, 8000), 8000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[:44 + 2 * 8000 * 2])  # header (claims 4 s) and 2 s of samples
+    assert probe(path).n_frames == 4 * 8000  # the header's claim
+    with caplog.at_level(logging.WARNING, logger="musictag.audio"):
+        samples = load_mono(path, sample_rate_hz=8000)
+    assert len(samples) == 2 * 8000
+    assert "header declares 4.0 s but the file holds 2.0 s" in caplog.text
+
+
+def test_wav_declared_frames_reads_the_data_chunk(tmp_path):
+    path = tmp_path / "stereo24.wav"
+    soundfile.write(path, np.zeros((1234, 2), np.float32), 8000, subtype="PCM_24")
+    assert audio.wav_declared_frames(path) == 1234
+    soundfile.write(tmp_path / "x.flac", np.zeros(100, np.float32), 8000)
+    assert audio.wav_declared_frames(tmp_path / "x.flac") is None
