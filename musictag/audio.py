@@ -179,13 +179,24 @@ def _open(path: Path) -> _SoundfileReader | _PyAVReader:
     try:
         return _SoundfileReader(path)
     except (soundfile.LibsndfileError, RuntimeError) as sndfile_error:
-        first = str(sndfile_error).split(":")[-1].strip() or "unsupported format"
+        first = _sndfile_reason(sndfile_error)
     try:
         return _PyAVReader(path)
     except Exception as ffmpeg_error:  # PyAV raises many FFmpeg error types
-        second = str(ffmpeg_error).split(":")[-1].strip() or type(ffmpeg_error).__name__
+        second = (getattr(ffmpeg_error, "strerror", None) or str(ffmpeg_error).strip()
+                  or type(ffmpeg_error).__name__)
         raise AudioError(path, f"not a decodable audio file (libsndfile: {first}; "
                                f"ffmpeg: {second})") from None
+
+
+def _sndfile_reason(error: Exception) -> str:
+    """libsndfile's cause without the path it quotes.
+
+    libsndfile 1.2 reports content it does not recognise as "File does not exist or is not a
+    regular file"; :func:`_open` has already checked that the file exists, so say what it means.
+    """
+    reason = (getattr(error, "error_string", None) or str(error)).strip().rstrip(".")
+    return "format not recognised" if "does not exist" in reason else reason or "unsupported"
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:

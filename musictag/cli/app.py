@@ -13,7 +13,6 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
 app = typer.Typer(
     name="musictag",
@@ -39,10 +38,21 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log more on stderr.")]
 
 
+class _OneLineFormatter(logging.Formatter):
+    """``musictag: warning: ...`` on one line, like the error lines, so grep and logs see it whole.
+
+    (A RichHandler wrapped long messages at 80 columns when stderr is not a terminal.)
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"musictag: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=stderr, show_time=False, show_path=False,
-                                              markup=False)], force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler],
+                        force=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
