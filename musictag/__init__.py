@@ -4,7 +4,7 @@ The public API is :func:`load_tagger` and :class:`Tagger`; both import no torch 
 backend is asked for.
 """
 
-from .inference import TagResult, Tagger, load_tagger
+from .inference import Tagger, TagResult, load_tagger
 from .registry import available_models, get_card
 
 __version__ = "0.1.0"

@@ -33,7 +33,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_open(target: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """``open()`` for writing whose result appears at ``target`` only when complete (and fsynced)."""
+    """``open()`` for writing whose result appears at ``target`` only when complete (fsynced)."""
     with atomic_path(target) as temporary, open(temporary, mode, **kwargs) as handle:
         yield handle
         handle.flush()

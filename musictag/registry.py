@@ -23,7 +23,7 @@ EXTRA_CARDS_ENV = "MUSICTAG_MODELS"
 
 
 def models_dir() -> Path:
-    """Cards shipped with the package: ``musictag/_models`` in a wheel, ``models/`` in a checkout."""
+    """Shipped cards: ``musictag/_models`` in a wheel, ``models/`` in a checkout."""
     packaged = Path(__file__).resolve().parent / "_models"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
 

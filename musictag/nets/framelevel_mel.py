@@ -42,7 +42,7 @@ class MelFrameCNNConfig:
 
 @register_architecture("framelevel_mel", MelFrameCNNConfig)
 class MelFrameCNN(nn.Module):
-    """Raw waveform ``(batch, samples)`` -> log-mel frames -> the same modules and head as SampleCNN."""
+    """Raw waveform ``(batch, samples)`` -> log-mel frames -> SampleCNN's modules and head."""
 
     def __init__(self, config: MelFrameCNNConfig):
         super().__init__()

@@ -1,8 +1,8 @@
 """The table of architectures: one name per model family, built from a plain-dict config.
 
-Cards store an architecture as ``{"name": ..., **config fields}`` so that weights never carry pickled
-classes; this table turns such a dict back into a module. Every command (tag, train, evaluate, export)
-goes through :func:`build_model`, so an architecture exists in exactly one place.
+Cards store an architecture as ``{"name": ..., **config fields}`` so that weights never carry
+pickled classes; this table turns such a dict back into a module. Every command (tag, train,
+evaluate, export) goes through :func:`build_model`, so an architecture exists in exactly one place.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def architecture_names() -> list[str]:
 
 
 def config_from_dict(arch: dict[str, Any]) -> Any:
-    """Rebuild the typed config of ``arch`` (a card's ``arch`` entry); unknown fields are an error."""
+    """The typed config of ``arch`` (a card's ``arch`` entry); unknown fields are an error."""
     fields = dict(arch)
     name = fields.pop("name", None)
     if name not in _ARCHITECTURES:

@@ -48,7 +48,7 @@ class SampleCNNConfig:
     @classmethod
     def mn(cls, m: int, n_modules: int, first_stride: int, *, first_filter: int | None = None,
            n_classes: int = 50) -> SampleCNNConfig:
-        """The Table 2/3 model with ``n_modules`` modules of size ``m`` over a strided first layer."""
+        """The Table 2/3 model: ``n_modules`` modules of size ``m`` over a strided first layer."""
         return cls(m=m, n_modules=n_modules, first_filter=first_filter or first_stride,
                    first_stride=first_stride, module_channels=default_module_channels(n_modules),
                    n_classes=n_classes)
@@ -70,7 +70,7 @@ def conv_module(in_channels: int, out_channels: int, m: int) -> nn.Sequential:
 
 
 class TaggingHead(nn.Module):
-    """1x1 conv as dense layer + BN + ReLU, dropout, tag layer; exposes the embedding it computes."""
+    """1x1 conv as dense layer + BN + ReLU, dropout, tag layer; exposes its embedding too."""
 
     def __init__(self, in_channels: int, dense_channels: int, n_classes: int, dropout: float):
         super().__init__()
