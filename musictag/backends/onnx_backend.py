@@ -46,6 +46,10 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle compute threads sleep instead of spinning: between batches the decode thread
+        # needs a core (on 2 cores, one of the two), and measured on the 3^9 model the batch
+        # rate is no lower without spinning (22.6 against 21.6 windows/s at batch 16).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(path), options,

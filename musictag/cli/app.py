@@ -29,7 +29,8 @@ EXIT_USAGE = 2
 ModelOption = Annotated[str | None, typer.Option(
     "--model", "-m", help="Model card name (see `musictag models`) or path to a card .json.")]
 WeightsOption = Annotated[Path | None, typer.Option(
-    "--weights", help="A .safetensors weights file (its stored card is used unless --model).")]
+    "--weights", help="A .safetensors weights file, or for tag an exported .onnx file (its "
+                      "stored card is used unless --model).")]
 DeviceOption = Annotated[str, typer.Option(
     "--device", help="auto, cpu or cuda (auto picks a CUDA GPU when present).")]
 BatchSizeOption = Annotated[int, typer.Option(
