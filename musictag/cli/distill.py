@@ -9,6 +9,7 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..registry import DEFAULT_MODEL, UnknownModelError, get_card
 from .app import QuietOption, VerboseOption, app, fail, setup_logging, show_progress, stderr
 
 
@@ -26,6 +27,9 @@ def distill(
         "--hold-out", help="Group (first-level folder) kept for validation. Repeat.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
         "--cache-dir", help="Where decoded audio is cached (default RUN_DIR/cache).")] = None,
+    student: Annotated[str, typer.Option(
+        "--student", help="Card (name or .json) whose architecture, sample rate and window the "
+                          "student takes; its weights are not used.")] = DEFAULT_MODEL,
     name: Annotated[str, typer.Option("--name", help="Name of the student card.")] =
         "samplecnn-distilled",
     steps: Annotated[int, typer.Option(
@@ -61,10 +65,14 @@ def distill(
             fail(f"{run_dir} already holds a run; add --resume to continue it")
         try:
             teachers = [parse_teacher_spec(spec) for spec in teacher]
-        except ValueError as error:
+            student_card = get_card(student)
+        except (ValueError, UnknownModelError) as error:
             fail(str(error))
         config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
                                held_out_groups=list(hold_out), name=name,
+                               student_arch=student_card.arch,
+                               sample_rate_hz=student_card.sample_rate_hz,
+                               window_samples=student_card.window_samples,
                                cache_dir=str(cache_dir.resolve()) if cache_dir else "",
                                total_steps=steps, batch_size=batch_size, lr=lr,
                                precision=precision, seed=seed)
@@ -84,8 +92,10 @@ def distill(
             progress.update(tasks["steps"], completed=values["step"],
                             description=f"distilling (loss {values['loss']:.4f})")
         elif event == "validation":
+            auc = values["macro_roc_auc"]
             progress.console.print(
-                f"step {values['step']}: held-out ROC-AUC {values['macro_roc_auc']:.4f}, "
+                f"step {values['step']}: held-out ROC-AUC "
+                f"{'undefined' if auc is None else f'{auc:.4f}'}, "
                 f"top-5 overlap {values['mean_top5_overlap']:.2f}/5 over {values['tracks']} "
                 f"tracks ({values['elapsed_s']} s trained)", highlight=False)
 

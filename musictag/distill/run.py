@@ -203,7 +203,8 @@ class DistillRun:
         config = self.config
         return {
             "name": config.name,
-            "description": "3^9 SampleCNN distilled from published MTAT taggers",
+            "description": f"{config.student_arch['name']} distilled from "
+                           f"{', '.join(name for name, _ in config.teachers)} (musictag distill)",
             "arch": config.student_arch,
             "labels": self.ensemble.labels,
             "sample_rate_hz": config.sample_rate_hz,

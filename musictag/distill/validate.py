@@ -83,7 +83,7 @@ def agreement(student: np.ndarray, teacher: np.ndarray, labels: list[str]) -> di
     aucs = [row["roc_auc"] for row in per_tag if row["roc_auc"] is not None]
     overlap = (top_k_mask(student) & positives).sum(axis=1)
     return {
-        "macro_roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "macro_roc_auc": float(np.mean(aucs)) if aucs else None,  # JSON has no NaN
         "tags_scored": len(aucs),
         "mean_top5_overlap": float(overlap.mean()),
         "tracks": len(student),

@@ -1,0 +1,171 @@
+"""musictag distill: a run on generated audio, exact resume, held-out agreement that can fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_LABELS, TINY_RATE_HZ, tiny_arch, tone, write_audio
+from typer.testing import CliRunner
+
+from musictag.cli import app
+from musictag.distill.teachers import TeacherEnsemble, centre, parse_teacher_spec
+from musictag.distill.validate import agreement
+from musictag.weights import read_weights, save_weights
+
+GROUPS = {"tones": "tone", "noise": "noise", "chirps": "chirp"}
+
+
+def _signal(kind: str, seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * TINY_RATE_HZ)
+    if kind == "tone":
+        return tone(seconds, TINY_RATE_HZ, freq_hz=200.0 + 150.0 * seed)
+    if kind == "noise":
+        return (0.2 * rng.standard_normal(n)).astype(np.float32)
+    t = np.arange(n) / TINY_RATE_HZ
+    return (0.3 * np.sin(2 * np.pi * (100 + 300 * t) * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_model) -> str:
+    """A tiny tagger whose top tags follow the audio (the plain tiny model's follow its biases)."""
+    import torch
+
+    from musictag.nets import build_model
+
+    torch.manual_seed(1)
+    model = build_model(tiny_arch()).eval()
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    for key in state:  # small running variances amplify what each layer passes on
+        if key.endswith("running_var"):
+            state[key] = np.full_like(state[key], 1e-2)
+    state["head.classifier.weight"] = 1e-3 * state["head.classifier.weight"]
+    state["head.classifier.bias"] = 0 * state["head.classifier.bias"]
+    card = {**json.loads(tiny_model.read_text()), "name": "tiny-teacher",
+            "weights": {"file": "tiny-teacher.safetensors"}}
+    save_weights(tiny_model.parent / "tiny-teacher.safetensors", state, card)
+    (tiny_model.parent / "tiny-teacher.json").write_text(json.dumps(card))
+    assert card["labels"] == TINY_LABELS
+    return "tiny-teacher"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Three groups (first-level folders) of 5 s clips, in two formats."""
+    root = tmp_path_factory.mktemp("corpus")
+    for group, kind in GROUPS.items():
+        (root / group).mkdir()
+        for index in range(6 if kind == "tone" else 3):
+            suffix = ".flac" if index % 2 else ".ogg"
+            write_audio(root / group / f"{kind}{index}{suffix}", _signal(kind, 5.0, index),
+                        TINY_RATE_HZ)
+    (root / "top-level-file.wav").write_bytes(b"")  # outside any group: ignored
+    return root
+
+
+def _distill(run_dir: Path, corpus: Path, tiny_model: Path, *extra: str):
+    return CliRunner().invoke(app, [
+        "distill", "--run-dir", str(run_dir), "--teacher", "tiny-teacher",
+        "--audio-dir", str(corpus), "--hold-out", "tones", "--student", str(tiny_model),
+        "--cache-dir", str(run_dir.parent / "cache"), "--batch-size", "4", "--steps", "12",
+        "--name", "student", "--quiet", *extra])
+
+
+def test_distill_end_to_end_gives_a_card_tag_accepts(tmp_path, corpus, tiny_model, teacher):
+    run_dir = tmp_path / "run"
+    result = _distill(run_dir, corpus, tiny_model)
+    assert result.exit_code == 0, result.output
+    card_path = run_dir / "student.json"
+    assert result.stdout.strip().endswith(str(card_path))
+    card = json.loads(card_path.read_text())
+    assert card["provenance"]["held_out_groups"] == ["tones"]
+    assert [t["name"] for t in card["provenance"]["teachers"]] == ["tiny-teacher"]
+    assert set(card["provenance"]["corpus_groups"]) == set(GROUPS)
+    assert card["provenance"]["steps"] == 12
+    assert card["sample_rate_hz"] == TINY_RATE_HZ and card["window_samples"] == 6561
+    report = card["reported"]["distillation_agreement"]
+    assert report["tracks"] == 6 and report["tags_scored"] >= 1
+    assert 0.0 <= report["macro_roc_auc"] <= 1.0
+    assert 0.0 <= report["mean_top5_overlap"] <= 5.0
+    _, stored = read_weights(run_dir / "student.safetensors")
+    assert stored["name"] == "student"
+    rows = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 12 and len(rows[-1]["per_tag"]) == 10
+    assert (run_dir / "log.csv").read_text().splitlines()[0].startswith("step,loss")
+
+    tagged = CliRunner().invoke(app, ["tag", "--model", str(card_path), "--format", "json",
+                                      "--quiet", str(corpus / "tones" / "tone0.ogg")])
+    assert tagged.exit_code == 0, tagged.output
+    assert len(json.loads(tagged.stdout)[0]["tags"]) == 5
+
+
+def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, corpus, tiny_model, teacher):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert _distill(whole, corpus, tiny_model).exit_code == 0
+    first = _distill(split, corpus, tiny_model, "--max-steps", "5")
+    assert first.exit_code == 0, first.output
+    assert json.loads((split / "student.json").read_text())["provenance"]["steps"] == 5
+    resumed = CliRunner().invoke(app, ["distill", "--run-dir", str(split), "--resume",
+                                       "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    a, _ = read_weights(whole / "student.safetensors")
+    b, _ = read_weights(split / "student.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_run_refuses_other_options_and_unknown_groups(tmp_path, corpus, tiny_model, teacher):
+    run_dir = tmp_path / "run"
+    assert _distill(run_dir, corpus, tiny_model, "--max-steps", "1").exit_code == 0
+    again = _distill(run_dir, corpus, tiny_model)
+    assert again.exit_code == 2 and "--resume" in again.output
+    unknown = CliRunner().invoke(app, [
+        "distill", "--run-dir", str(tmp_path / "other"), "--teacher", "tiny-test",
+        "--audio-dir", str(corpus), "--hold-out", "jazz", "--student", str(tiny_model),
+        "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert unknown.exit_code == 2 and "jazz" in unknown.output
+    missing = CliRunner().invoke(app, ["distill", "--run-dir", str(tmp_path / "new"),
+                                       "--quiet"])
+    assert missing.exit_code == 2 and "--teacher" in missing.output
+
+
+def test_agreement_separates_a_faithful_student_from_a_contrary_one():
+    rng = np.random.default_rng(0)
+    labels = [f"t{i}" for i in range(12)]
+    teacher = rng.random((40, 12))
+    faithful = agreement(teacher, teacher, labels)
+    contrary = agreement(-teacher, teacher, labels)
+    unrelated = agreement(rng.random((40, 12)), teacher, labels)
+    # Positives are each track's top 5, so even a perfect copy ranks a few below the line.
+    assert faithful["macro_roc_auc"] > 0.9 and faithful["mean_top5_overlap"] == 5.0
+    assert contrary["macro_roc_auc"] < 0.1 and contrary["mean_top5_overlap"] < 0.5
+    assert 0.3 < unrelated["macro_roc_auc"] < 0.7
+    assert faithful["tracks"] == 40 and faithful["tags_scored"] == 12
+    same_everywhere = agreement(teacher, np.tile(teacher[:1], (40, 1)), labels)
+    assert same_everywhere["tags_scored"] == 0 and same_everywhere["macro_roc_auc"] is None
+
+
+def test_teachers_refuse_windows_far_longer_than_the_students(tiny_model):
+    with pytest.raises(ValueError, match="cannot label"):
+        TeacherEnsemble([("tiny-test", 1.0)], student_window_s=0.3)
+    ensemble = TeacherEnsemble([("tiny-test", 2.0)], student_window_s=0.8)
+    segments = np.stack([_signal("tone", 1.0, 1), _signal("noise", 1.0, 2)])
+    targets = ensemble.score(segments, sample_rate_hz=TINY_RATE_HZ)
+    teacher = ensemble.teachers[0].tagger
+    expected = teacher.predict(np.stack([centre(s, 6561) for s in segments]))
+    np.testing.assert_allclose(targets, expected, atol=1e-6)
+    assert ensemble.teachers[0].weight == 1.0  # weights are normalised to sum to 1
+
+
+def test_teacher_specs_and_centring():
+    assert parse_teacher_spec("a") == ("a", 1.0)
+    assert parse_teacher_spec("musicnn-mtt-vgg:0.5") == ("musicnn-mtt-vgg", 0.5)
+    for bad in ("a:x", "a:0", "a:-1"):
+        with pytest.raises(ValueError):
+            parse_teacher_spec(bad)
+    np.testing.assert_array_equal(centre(np.arange(10, dtype=np.float32), 4), [3, 4, 5, 6])
+    np.testing.assert_array_equal(centre(np.ones(2, np.float32), 6), [0, 0, 1, 1, 0, 0])
