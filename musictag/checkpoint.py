@@ -9,8 +9,12 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +85,25 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
         scheduler.load_state_dict(payload["scheduler"])
     restore_rng(payload["rng"], generator)
     return {**payload["counters"], "extra": payload.get("extra", {})}
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C/SIGTERM asks for a stop at the next safe point; a second one is
+    immediate."""
+    request = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if request["stop"]:
+            raise KeyboardInterrupt
+        request["stop"] = True
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -169,3 +169,37 @@ def test_teacher_specs_and_centring():
             parse_teacher_spec(bad)
     np.testing.assert_array_equal(centre(np.arange(10, dtype=np.float32), 4), [3, 4, 5, 6])
     np.testing.assert_array_equal(centre(np.ones(2, np.float32), 6), [0, 0, 1, 1, 0, 0])
+
+
+def test_sigterm_stops_a_run_with_a_checkpoint_that_resumes(tmp_path, corpus, tiny_model,
+                                                            teacher):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "musictag", "distill", "--run-dir", str(run_dir),
+               "--teacher", teacher, "--audio-dir", str(corpus), "--hold-out", "tones",
+               "--student", str(tiny_model), "--cache-dir", str(tmp_path / "cache"),
+               "--batch-size", "2", "--steps", "100000", "--quiet"]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run_dir / "log.csv"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and len(log.read_text().splitlines()) > 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, process.communicate()
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    stopped_at = state["counters"]["step"]
+    assert 10 <= stopped_at < 100000
+    resumed = CliRunner().invoke(app, ["distill", "--run-dir", str(run_dir), "--resume",
+                                       "--max-steps", "3", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    card = json.loads(Path(resumed.stdout.strip().splitlines()[-1]).read_text())
+    assert card["provenance"]["steps"] == stopped_at + 3

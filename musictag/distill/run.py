@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
 from ..fileio import atomic_open
 from ..nets import build_model
 from ..nets.registry import config_to_dict
@@ -253,15 +253,17 @@ class DistillRun:
 
     def train(self, *, max_steps: int | None = None, max_time_s: float | None = None) -> dict:
         """Train until ``total_steps`` (or a step/time budget for this call); returns the last
-        validation report. Ctrl-C saves a checkpoint before it propagates."""
+        validation report. Ctrl-C or SIGTERM ends the call after the current step with a
+        checkpoint saved; a second one stops at once (the checkpoint of a few minutes ago
+        remains)."""
         self._prepare()
         step, elapsed = self._restore()
         stop_at = self.config.total_steps if max_steps is None else min(
             self.config.total_steps, step + max_steps)
         started, last_save, losses = time.monotonic(), time.monotonic(), []
         report: dict[str, Any] = {}
-        try:
-            while step < stop_at:
+        with stop_signals() as request:
+            while step < stop_at and not request["stop"]:
                 tick = time.monotonic()
                 losses.append(self._step(step))
                 step += 1
@@ -288,8 +290,5 @@ class DistillRun:
                     last_save = time.monotonic()
                 if max_time_s is not None and time.monotonic() - started > max_time_s:
                     break
-        except KeyboardInterrupt:
-            self._save(step, elapsed)
-            raise
         self._save(step, elapsed)
         return report

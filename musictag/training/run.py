@@ -13,16 +13,13 @@ rank), so nothing random depends on what happened before the checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
 from ..data import open_dataset
 from ..data.cache import AudioCache, default_cache_dir
 from ..evaluate import score_windows
@@ -92,28 +89,6 @@ def open_config(run_dir: Path, settings: dict[str, Any], *, resume: bool,
         with atomic_open(path) as handle:
             json.dump(config.to_dict(), handle, indent=2)
     return config
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C/SIGTERM asks for a stop at the next safe point; a second one is
-    immediate."""
-    request = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handle(signum: int, frame: object) -> None:
-        if request["stop"]:
-            raise KeyboardInterrupt
-        request["stop"] = True
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
