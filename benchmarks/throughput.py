@@ -14,8 +14,8 @@ One run prints:
 The default card's architecture runs with models/samplecnn.safetensors when it exists and seeded
 random weights otherwise (then the accuracy lines measure the arithmetic, not a trained model).
 
-    python benchmarks/throughput.py            # about 5 minutes on 2 cores
-    python benchmarks/throughput.py --quick    # about 2 minutes
+    python benchmarks/throughput.py --music ~/corpus   # about 5 minutes on 2 cores
+    python benchmarks/throughput.py --quick            # about 2 minutes, generated audio only
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from musictag.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 ISSUE_GFLOP_PER_WINDOW = 3.46
-CORPUS = Path("/root/mt-work/corpus")
 
 
 def matmul_peak_gflops(dtype: torch.dtype, *, n: int, seconds: float) -> float:
@@ -117,11 +116,11 @@ def prepare_model(folder: Path) -> tuple[ModelCard, Path, str]:
         f"{shipped.name} yet)"
 
 
-def real_music(limit: int) -> list[Path]:
-    """Songs from the corpus (files over 500 kB), spread over its packages."""
-    if not CORPUS.is_dir():
+def real_music(folder: Path | None, limit: int) -> list[Path]:
+    """Songs from ``folder`` (files over 500 kB), spread over its subfolders."""
+    if folder is None or not folder.is_dir():
         return []
-    files = sorted(p for p in CORPUS.rglob("*")
+    files = sorted(p for p in folder.rglob("*")
                    if p.suffix.lower() in (".ogg", ".mp3", ".flac", ".wav")
                    and p.stat().st_size > 500_000)
     if not files:
@@ -175,7 +174,8 @@ def accuracy(engines: dict, card: ModelCard, files: list[Path], max_windows: int
              trained: bool) -> None:
     """bf16 and int8 against torch fp32 on real music: per-window and per-track (mean) scores."""
     if not files:
-        print("\naccuracy: no real music found under", CORPUS)
+        print("\naccuracy: no real music (pass --music DIR, e.g. the corpus of "
+              "shared/corpus/fetch-music.sh)")
         return
     tracks = []
     for path in files:
@@ -261,6 +261,8 @@ def main() -> None:
                         help="shorter timings, 5 accuracy tracks, 24 end-to-end files")
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--tracks", type=int, help="end-to-end files (default 100)")
+    parser.add_argument("--music", type=Path, help="folder of real music for the accuracy "
+                                                   "check and int8 calibration")
     args = parser.parse_args()
     seconds = 1.5 if args.quick else 4.0
     n_tracks = args.tracks or (24 if args.quick else 100)
@@ -282,7 +284,7 @@ def main() -> None:
         print(f"counted: {gflop:.3f} GFLOP per {card.window_samples}-sample window "
               f"(issue: {ISSUE_GFLOP_PER_WINDOW})")
 
-        music = real_music(5 if args.quick else 20)
+        music = real_music(args.music, 5 if args.quick else 20)
         start = time.perf_counter()
         fp32 = scratch / "fp32.onnx"
         int8 = scratch / "int8.onnx"
