@@ -14,10 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+#: The process umask, read once at import (setting it to read it is not thread-safe later).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``target``; renamed onto it when the block finishes without error."""
+    """A temporary path beside ``target``; renamed onto it when the block finishes without error.
+
+    The result gets the replaced file's permissions, or those of a plainly created file for a
+    new one (mkstemp makes the temporary file private, 0600, which a result must not stay).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
@@ -25,6 +33,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_UMASK
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
