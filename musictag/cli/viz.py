@@ -84,7 +84,8 @@ def filters(
     if output.suffix.lower() != ".png":
         fail(f"{output}: the figure is written as PNG; give a .png name")
     plotting = _plotting()
-    tagger = open_tagger(model, weights, device=device)
+    # gradient ascent needs the torch network, even where tagging would pick onnxruntime
+    tagger = open_tagger(model, weights, device=device, backend="torch")
     card, network = tagger.card, tagger.backend.model
     available = conv_layers(network)
     if not available:
