@@ -367,6 +367,17 @@ def make_backend(card: ModelCard, weights_path: str | os.PathLike, *, backend: s
     raise ValueError(f"unknown backend {backend!r}")
 
 
+def resolve_card(name: str | None, weights: str | os.PathLike | None) -> ModelCard:
+    """The card a safetensors ``weights`` file stores when no ``name`` is given, else the named
+    card (the default model when neither is)."""
+    if weights is not None and name is None:
+        _, stored = read_weights(weights)
+        if stored is None:
+            raise ValueError(f"{weights}: holds no model card; name the card with --model")
+        return ModelCard.from_dict(stored, home=Path(weights).resolve().parent)
+    return get_card(name or DEFAULT_MODEL)
+
+
 def load_tagger(name: str | None = None, *, weights: str | os.PathLike | None = None,
                 device: str = "auto", batch_size: int = 16, backend: str = "auto",
                 precision: str = "fp32", threads: int | None = None) -> Tagger:
@@ -388,13 +399,7 @@ def load_tagger(name: str | None = None, *, weights: str | os.PathLike | None = 
             card = get_card(name)
             _same_model(card, engine.card, weights)
         return Tagger(card, engine, batch_size=batch_size)
-    if weights is not None and name is None:
-        _, stored = read_weights(weights)
-        if stored is None:
-            raise ValueError(f"{weights}: holds no model card; name the card with --model")
-        card = ModelCard.from_dict(stored, home=Path(weights).resolve().parent)
-    else:
-        card = get_card(name or DEFAULT_MODEL)
+    card = resolve_card(name, weights)
     onnx_path = shipped_onnx(card) if weights is None else None
     chosen = choose_backend(backend, device=device, precision=precision,
                             has_onnx=onnx_path is not None)

@@ -9,19 +9,14 @@ import typer
 
 from ..audio import find_audio_files
 from ..hub import ModelUnavailableError, local_weights
-from ..registry import DEFAULT_MODEL, ModelCard, UnknownModelError, get_card
-from ..weights import read_weights
+from ..inference import resolve_card
+from ..registry import ModelCard, UnknownModelError
 from .app import ModelOption, QuietOption, WeightsOption, app, fail, stderr
 
 
 def _card_and_weights(model: str | None, weights: Path | None) -> tuple[ModelCard, Path]:
     try:
-        if weights is not None and model is None:
-            _, stored = read_weights(weights)
-            if stored is None:
-                fail(f"{weights}: holds no model card; name the card with --model")
-            return ModelCard.from_dict(stored, home=weights.resolve().parent), weights
-        card = get_card(model or DEFAULT_MODEL)
+        card = resolve_card(model, weights)
         return card, weights if weights is not None else local_weights(card)
     except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
         fail(str(error.args[0]) if error.args else str(error))
