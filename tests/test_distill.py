@@ -203,3 +203,42 @@ def test_sigterm_stops_a_run_with_a_checkpoint_that_resumes(tmp_path, corpus, ti
     assert resumed.exit_code == 0, resumed.output
     card = json.loads(Path(resumed.stdout.strip().splitlines()[-1]).read_text())
     assert card["provenance"]["steps"] == stopped_at + 3
+
+
+def test_init_starts_the_student_from_a_cards_weights(tmp_path, corpus, tiny_model, teacher):
+    teacher_weights, _ = read_weights(tiny_model.parent / "tiny-teacher.safetensors")
+    runs = {}
+    for name, extra in (("fresh", ()), ("warm", ("--init", "tiny-teacher"))):
+        result = _distill(tmp_path / name, corpus, tiny_model, "--lr", "0", "--max-steps", "2",
+                          *extra)
+        assert result.exit_code == 0, result.output
+        runs[name], _ = read_weights(tmp_path / name / "student.safetensors")
+    weight_keys = [k for k in teacher_weights if k.endswith("weight")]
+    assert weight_keys
+    for key in weight_keys:  # a zero learning rate leaves the starting weights as they were
+        np.testing.assert_allclose(runs["warm"][key], teacher_weights[key], err_msg=key)
+    assert any(not np.allclose(runs["fresh"][k], teacher_weights[k]) for k in weight_keys)
+    card = json.loads((tmp_path / "warm" / "student.json").read_text())
+    assert card["provenance"]["initialised_from"] == "tiny-teacher"
+
+
+def test_tempered_loss_is_bce_at_one_and_keeps_its_optimum_at_the_teachers_logits():
+    import torch
+    import torch.nn.functional as F
+
+    from musictag.distill.run import soft_target_loss
+
+    targets = torch.tensor([[0.9, 0.3, 0.02, 0.001]])
+    logits = torch.tensor([[0.5, -2.0, -1.0, -9.0]])
+    assert torch.allclose(soft_target_loss(logits, targets, 1.0),
+                          F.binary_cross_entropy_with_logits(logits, targets))
+    at_teacher = torch.logit(targets).requires_grad_()
+    soft_target_loss(at_teacher, targets, 2.0).backward()
+    assert at_teacher.grad.abs().max() < 1e-6
+
+    def tail_gradient(temperature: float) -> float:
+        student = torch.tensor([[2.2, -0.85, -6.0, -4.0]], requires_grad=True)
+        soft_target_loss(student, targets, temperature).backward()
+        return float(student.grad[0, 2:].abs().sum())
+
+    assert tail_gradient(2.0) > 5 * tail_gradient(1.0)  # unlikely tags still pull at T=2

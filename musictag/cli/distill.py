@@ -30,6 +30,9 @@ def distill(
     student: Annotated[str, typer.Option(
         "--student", help="Card (name or .json) whose architecture, sample rate and window the "
                           "student takes; its weights are not used.")] = DEFAULT_MODEL,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Start the student from this card's weights (name or .json): its "
+                       "architecture replaces --student's.")] = None,
     name: Annotated[str, typer.Option("--name", help="Name of the student card.")] =
         "samplecnn-distilled",
     steps: Annotated[int, typer.Option(
@@ -37,6 +40,11 @@ def distill(
     ] = 12000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 1e-3,
+    warmup_steps: Annotated[int, typer.Option(
+        "--warmup-steps", min=0, help="Steps of linear learning-rate warm-up.")] = 300,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", min=1.0, help="Soften teacher and student logits by this much in the "
+                                       "loss (1: plain BCE on the teachers' scores).")] = 1.0,
     precision: Annotated[str, typer.Option("--precision", help="bf16 or fp32.")] = "bf16",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")] = False,
@@ -65,7 +73,7 @@ def distill(
             fail(f"{run_dir} already holds a run; add --resume to continue it")
         try:
             teachers = [parse_teacher_spec(spec) for spec in teacher]
-            student_card = get_card(student)
+            student_card = get_card(init or student)
         except (ValueError, UnknownModelError) as error:
             fail(str(error))
         config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
@@ -75,7 +83,9 @@ def distill(
                                window_samples=student_card.window_samples,
                                cache_dir=str(cache_dir.resolve()) if cache_dir else "",
                                total_steps=steps, batch_size=batch_size, lr=lr,
-                               precision=precision, seed=seed)
+                               precision=precision, seed=seed, warmup_steps=warmup_steps,
+                               temperature=temperature,
+                               init=_card_reference(init) if init else "")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=stderr, disable=not show_progress(quiet))
@@ -107,6 +117,13 @@ def distill(
     except (ValueError, LookupError, RuntimeError, OSError) as error:
         fail(str(error))
     print(run.run_dir / f"{run.config.name}.json")
+
+
+def _card_reference(name_or_path: str) -> str:
+    """A card file as an absolute path, so that ``--resume`` from elsewhere finds it; a name
+    as it is."""
+    path = Path(name_or_path)
+    return str(path.resolve()) if path.suffix == ".json" or path.exists() else name_or_path
 
 
 @app.command("compare-teachers")

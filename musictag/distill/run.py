@@ -31,6 +31,8 @@ from ..fileio import atomic_open
 from ..nets import build_model
 from ..nets.registry import config_to_dict
 from ..nets.samplecnn import SampleCNNConfig
+from ..registry import get_card
+from ..training.model import load_init_weights
 from ..weights import save_weights
 from .augment import AugmentConfig, SegmentSampler
 from .corpus import Corpus, build_cache
@@ -64,6 +66,8 @@ class DistillConfig:
     validate_every: int = 250
     checkpoint_every_s: float = 300.0
     validation_windows_per_track: int = 8
+    init: str = ""
+    temperature: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
@@ -73,6 +77,24 @@ class DistillConfig:
                                            for k, v in data.get("augment", {}).items()})
         data["teachers"] = [tuple(t) for t in data["teachers"]]
         return cls(**data)
+
+
+def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """BCE against the teachers' probabilities, both softened by ``temperature`` in logit space.
+
+    At 1 this is plain BCE, whose gradient ``sigmoid(s) - p`` all but vanishes where teacher and
+    student both say "unlikely": the tail of the 50 tags, which is exactly where the ranking
+    of a tag across tracks (and so its ROC-AUC) is decided. A higher temperature keeps the
+    optimum at the teacher's logits but lets those differences pull; the ``T**2`` factor keeps
+    the gradient's size comparable across temperatures (Hinton et al., 2015).
+    """
+    if temperature == 1.0:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    clipped = targets.clamp(1e-4, 1.0 - 1e-4)
+    teacher_logits = torch.log(clipped) - torch.log1p(-clipped)
+    softened = torch.sigmoid(teacher_logits / temperature)
+    return temperature ** 2 * F.binary_cross_entropy_with_logits(logits / temperature, softened)
 
 
 def learning_rate(config: DistillConfig, step: int) -> float:
@@ -127,6 +149,8 @@ class DistillRun:
                                       sample_rate_hz=config.sample_rate_hz,
                                       config=config.augment, generator=self.generator)
         self.student = build_model(config.student_arch)
+        if config.init:
+            load_init_weights(self.student, get_card(config.init), self.ensemble.labels)
         self.ema = copy.deepcopy(self.student).eval()
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
@@ -155,7 +179,7 @@ class DistillRun:
         self.student.train()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             logits = self.student(inputs)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+        loss = soft_target_loss(logits.float(), targets, self.config.temperature)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -223,6 +247,8 @@ class DistillRun:
                 "steps": step, "batch_size": config.batch_size,
                 "training_time_s": round(elapsed_s),
                 "precision": config.precision,
+                "initialised_from": config.init or None,
+                "temperature": config.temperature,
                 "corpus_groups": self.corpus.describe(config.sample_rate_hz),
                 "held_out_groups": config.held_out_groups,
             },
