@@ -5,9 +5,11 @@ One run prints:
    tagging uses;
 2. the FLOPs of one window of the 3^9 SampleCNN, counted from its convolutions and linear layers;
 3. windows/s and audio-seconds per wall-second for torch eager fp32, torch bf16 autocast,
-   onnxruntime fp32 and the int8 export at batch sizes 1, 8 and 32, each as a fraction of the
+   onnxruntime fp32 and the int8 exports (front end in fp32; front end and first block in fp32)
+   at batch sizes 1, 8 and 32, each as a fraction of the
    matching peak (fp32 paths against the fp32 peak, bf16 against bf16, int8 against fp32);
-4. how far bf16 and int8 scores are from fp32 on real music (max |diff| and same top-5);
+4. how far bf16 and int8 scores are from fp32 on real music (max |diff| and same top-5), the
+   int8 ranges calibrated on other tracks than those measured;
 5. end-to-end `musictag tag` over a folder of generated 30 s files (tracks/s, the child's peak
    RSS) against the pure-inference rate of the same backend and batch size.
 
@@ -140,7 +142,10 @@ def timed_rate(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
     return calls * len(batch) / (time.perf_counter() - start)
 
 
-def backends(card: ModelCard, weights: Path, fp32_onnx: Path, int8_onnx: Path,
+INT8_VARIANTS = {"onnxruntime int8": 1, "onnxruntime int8 fp32-b1": 2}  # name -> fp32 layers
+
+
+def backends(card: ModelCard, weights: Path, fp32_onnx: Path, int8_onnx: dict[str, Path],
              threads: int) -> dict[str, tuple[object, str]]:
     """name -> (backend, which peak it is measured against)."""
     torch.set_num_threads(threads)
@@ -149,7 +154,8 @@ def backends(card: ModelCard, weights: Path, fp32_onnx: Path, int8_onnx: Path,
         "torch bf16 autocast": (TorchBackend(card, weights, device="cpu", precision="bf16"),
                                 "bf16"),
         "onnxruntime fp32": (OnnxBackend(fp32_onnx, threads=threads), "fp32"),
-        "onnxruntime int8": (OnnxBackend(int8_onnx, threads=threads), "fp32"),
+        **{name: (OnnxBackend(path, threads=threads), "fp32") for name, path in
+           int8_onnx.items()},
     }
 
 
@@ -158,14 +164,14 @@ def inference_table(engines: dict, card: ModelCard, gflop: float, peaks: dict[st
     rng = np.random.default_rng(0)
     window_s = card.window_samples / card.sample_rate_hz
     rates = {}
-    print(f"\n{'backend':<22}{'batch':>6}{'windows/s':>11}{'audio s/s':>11}{'GFLOP/s':>9}"
+    print(f"\n{'backend':<26}{'batch':>6}{'windows/s':>11}{'audio s/s':>11}{'GFLOP/s':>9}"
           f"{'of peak':>9}")
     for name, (engine, peak) in engines.items():
         for size in batch_sizes:
             batch = (0.1 * rng.standard_normal((size, card.window_samples))).astype(np.float32)
             rate = timed_rate(engine.predict, batch, seconds)
             rates[name, size] = rate
-            print(f"{name:<22}{size:>6}{rate:>11.2f}{rate * window_s:>11.1f}"
+            print(f"{name:<26}{size:>6}{rate:>11.2f}{rate * window_s:>11.1f}"
                   f"{rate * gflop:>9.1f}{rate * gflop / peaks[peak]:>9.0%}", flush=True)
     return rates
 
@@ -198,11 +204,11 @@ def accuracy(engines: dict, card: ModelCard, files: list[Path], max_windows: int
     if not trained:
         print(f"  (random weights: a track's labels span {spread.mean():.3f} on average from "
               f"highest to lowest; a trained model's figures may differ)")
-    for name in ("torch bf16 autocast", "onnxruntime fp32", "onnxruntime int8"):
+    for name in ("torch bf16 autocast", "onnxruntime fp32", *INT8_VARIANTS):
         scores = [engines[name][0].predict(w) for w in tracks]
         per_window = difference(np.concatenate(reference), np.concatenate(scores))
         per_track = difference(ref_tracks, np.stack([s.mean(axis=0) for s in scores]))
-        print(f"  {name:<20} track scores: max |diff| {per_track.max_abs:.4f}, same top-5 on "
+        print(f"  {name:<26} track scores: max |diff| {per_track.max_abs:.4f}, same top-5 on "
               f"{per_track.top5_agreement:.0%} of tracks; windows: max |diff| "
               f"{per_window.max_abs:.4f}")
 
@@ -284,15 +290,19 @@ def main() -> None:
         print(f"counted: {gflop:.3f} GFLOP per {card.window_samples}-sample window "
               f"(issue: {ISSUE_GFLOP_PER_WINDOW})")
 
-        music = real_music(args.music, 5 if args.quick else 20)
+        n_measured = 5 if args.quick else 20
+        music = real_music(args.music, n_measured)
+        calibration = [p for p in real_music(args.music, 3 * n_measured) if p not in music]
         start = time.perf_counter()
         fp32 = scratch / "fp32.onnx"
-        int8 = scratch / "int8.onnx"
+        int8 = {name: scratch / f"int8-{layers}.onnx" for name, layers in INT8_VARIANTS.items()}
         export_onnx(card, weights, fp32, audio=music[:4])
-        report = export_onnx(card, weights, int8, precision="int8",
-                             audio=music[:8] or _fallback_audio(scratch, card))
-        print(f"exported fp32 and int8 in {time.perf_counter() - start:.0f} s; int8 at export: "
-              f"{report.quantized.describe()}")
+        for name, layers in INT8_VARIANTS.items():
+            report = export_onnx(card, weights, int8[name], precision="int8", fp32_layers=layers,
+                                 audio=calibration or _fallback_audio(scratch, card))
+            print(f"{name}: at export, on its own held-out windows: "
+                  f"{report.quantized.describe()}")
+        print(f"exported fp32 and int8 in {time.perf_counter() - start:.0f} s")
 
         engines = backends(card, weights, fp32, int8, args.threads)
         rates = inference_table(engines, card, gflop, peaks, [1, 8, 32], seconds)
@@ -302,7 +312,7 @@ def main() -> None:
               f"{best_exact[0] * gflop / peaks['fp32']:.0%} of the torch fp32 matmul peak, "
               f"{best_exact[0] * gflop / max(sgemm, peaks['fp32']):.0%} of the higher of it and "
               f"numpy's (target 70%)")
-        for name in ("torch bf16 autocast", "onnxruntime int8"):
+        for name in ("torch bf16 autocast", *INT8_VARIANTS):
             speedups = ", ".join(
                 f"batch {size}: {rates[name, size] / rates['torch eager fp32', size]:.2f}x"
                 for size in (1, 8, 32))
@@ -315,7 +325,7 @@ def main() -> None:
         print(f"\nend to end: musictag tag over {n_tracks} generated 30 s FLAC files")
         batch = (0.1 * np.random.default_rng(1).standard_normal(
             (16, card.window_samples))).astype(np.float32)
-        for path, name in ((fp32, "onnxruntime fp32"), (int8, "onnxruntime int8")):
+        for path, name in ((fp32, "onnxruntime fp32"), *((p, n) for n, p in int8.items())):
             pure = timed_rate(engines[name][0].predict, batch, seconds)
             wall, rss, n = end_to_end(library, path, "onnx", 16, args.threads)
             windows = n * 11  # a 30 s file at 22050 Hz holds 11 whole 59049-sample windows

@@ -33,6 +33,10 @@ def export(
         "--quantize", help="int8: static quantization calibrated on --audio (about 4x faster "
                            "on CPUs with VNNI); the score difference is measured and printed.")
     ] = None,
+    fp32_layers: Annotated[int, typer.Option(
+        "--fp32-layers", min=1, help="With --quantize int8: stages (up to each ReLU) from the "
+                                     "input kept fp32. 1 keeps the front end; 2 also the first "
+                                     "block: closer to fp32, about 3x slower than 1.")] = 1,
     audio: Annotated[list[Path] | None, typer.Option(
         "--audio", "-a", help="Audio files or folders whose windows verify the export (and "
                               "calibrate int8); repeat for more. Real music is best.")] = None,
@@ -61,7 +65,7 @@ def export(
     step = None if quiet else (lambda line: stderr.print(line, markup=False, highlight=False))
     try:
         report = export_onnx(card, weights_path, output, precision=quantize or "fp32",
-                             audio=files, on_step=step)
+                             audio=files, fp32_layers=fp32_layers, on_step=step)
     except (ExportError, ValueError, OSError) as error:
         fail(str(error))
     for note in report.notes:
