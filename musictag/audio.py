@@ -2,8 +2,9 @@
 
 Files are read in blocks and resampled with a streaming soxr resampler, so a two-hour recording
 never sits in memory at once. libsndfile (through soundfile) reads wav, flac, ogg/vorbis, opus and
-mp3; what it refuses (m4a/aac, webm, odd wav wrappers) goes to FFmpeg through PyAV. numpy only:
-the onnxruntime tagging path must work without torch.
+mp3; what it refuses (m4a/aac, webm, odd wav wrappers) goes to FFmpeg through PyAV, the optional
+``ffmpeg`` extra (its FFmpeg libraries are 104 MB, more than any other dependency of the small
+tagging-only install). numpy only: the onnxruntime tagging path must work without torch.
 
 Windowing policy (documented in README.md):
 - ``consecutive`` (the paper): non-overlapping windows from the start. A remainder of at least half
@@ -182,6 +183,10 @@ def _open(path: Path) -> _SoundfileReader | _PyAVReader:
         first = _sndfile_reason(sndfile_error)
     try:
         return _PyAVReader(path)
+    except ImportError:
+        raise AudioError(path, f"not decodable by libsndfile ({first}), and FFmpeg decoding "
+                               f"(m4a/aac, webm) is not installed: pip install "
+                               f"'musictag[ffmpeg]'") from None
     except Exception as ffmpeg_error:  # PyAV raises many FFmpeg error types
         second = (getattr(ffmpeg_error, "strerror", None) or str(ffmpeg_error).strip()
                   or type(ffmpeg_error).__name__)

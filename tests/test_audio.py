@@ -4,6 +4,7 @@ windows", on files written by the tests themselves."""
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -55,6 +56,16 @@ def test_stereo_through_pyav_is_downmixed(tmp_path):
     write_audio(path, tone(2.0, 16000, 440.0, channels=2), 16000)
     samples = load_mono(path, sample_rate_hz=16000)
     assert abs(peak_frequency_hz(samples, 16000) - 440.0) < 2.0
+
+
+def test_without_the_ffmpeg_extra_an_m4a_names_the_extra(tmp_path, monkeypatch):
+    path = tmp_path / "song.m4a"
+    write_audio(path, tone(1.0, 16000, 440.0), 16000)
+    monkeypatch.setitem(sys.modules, "av", None)  # what an install without PyAV meets
+    with pytest.raises(AudioError) as raised:
+        load_mono(path, sample_rate_hz=16000)
+    message = str(raised.value)
+    assert "song.m4a" in message and "musictag[ffmpeg]" in message and "\n" not in message
 
 
 @pytest.mark.parametrize(("source_hz", "target_hz"), [(44100, 22050), (48000, 16000),
