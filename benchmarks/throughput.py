@@ -307,7 +307,7 @@ def main() -> None:
         engines = backends(card, weights, fp32, int8, args.threads)
         rates = inference_table(engines, card, gflop, peaks, [1, 8, 32], seconds)
         best_exact = max((rate, name, size) for (name, size), rate in rates.items()
-                         if "fp32" in name)
+                         if "fp32" in name and name not in INT8_VARIANTS)
         print(f"\nfastest exact path: {best_exact[1]} at batch {best_exact[2]}, "
               f"{best_exact[0] * gflop / peaks['fp32']:.0%} of the torch fp32 matmul peak, "
               f"{best_exact[0] * gflop / max(sgemm, peaks['fp32']):.0%} of the higher of it and "
