@@ -91,9 +91,7 @@ def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor,
     """
     if temperature == 1.0:
         return F.binary_cross_entropy_with_logits(logits, targets)
-    clipped = targets.clamp(1e-4, 1.0 - 1e-4)
-    teacher_logits = torch.log(clipped) - torch.log1p(-clipped)
-    softened = torch.sigmoid(teacher_logits / temperature)
+    softened = torch.sigmoid(torch.logit(targets, eps=1e-4) / temperature)
     return temperature ** 2 * F.binary_cross_entropy_with_logits(logits / temperature, softened)
 
 
