@@ -100,6 +100,13 @@ def available_models() -> list[ModelCard]:
                   key=lambda card: card.name)
 
 
+def card_reference(name_or_path: str) -> str:
+    """A card file as an absolute path, so that a run resumed from another folder still finds
+    it; a model name as it is."""
+    path = Path(name_or_path)
+    return str(path.resolve()) if path.suffix == ".json" or path.exists() else name_or_path
+
+
 def get_card(name_or_path: str) -> ModelCard:
     """A shipped card by name, or any card file by path (the output of ``train`` or ``distill``)."""
     if name_or_path.endswith(".json") and Path(name_or_path).is_file():

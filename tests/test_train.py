@@ -218,6 +218,19 @@ def test_fine_tuning_carries_weights_and_matching_tags_over(tiny_model, tmp_path
                                   tensors["frontend.0.weight"])
 
 
+def test_init_given_as_a_relative_card_path_is_stored_absolute(tiny_model, tmp_path, monkeypatch):
+    labels = write_folder(tmp_path / "music", n_clips=8, seconds=2.0)
+    labels.write_text(labels.read_text().replace("guitar", "tag03"))
+    monkeypatch.chdir(tiny_model.parent)
+    trained = invoke("train", "--run-dir", tmp_path / "run", "--dataset", "folder",
+                     "--data-dir", tmp_path / "music", "--labels", labels,
+                     "--cache-dir", tmp_path / "cache", "--init", tiny_model.name,
+                     "--max-epochs", 1, "--batch-size", 4, "--workers", 1, "-q")
+    assert trained.exit_code == 0, trained.output
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["init"]
+    assert stored == str(tiny_model.resolve())
+
+
 def test_fine_tuning_a_card_on_a_folder_in_bfloat16(tiny_model, tmp_path):
     labels = write_folder(tmp_path / "music", n_clips=16, seconds=2.0)
     text = labels.read_text().replace("guitar", "tag03")

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..registry import DEFAULT_MODEL, UnknownModelError, get_card
+from ..registry import DEFAULT_MODEL, UnknownModelError, card_reference, get_card
 from .app import QuietOption, VerboseOption, app, fail, setup_logging, show_progress, stderr
 
 
@@ -85,7 +85,7 @@ def distill(
                                total_steps=steps, batch_size=batch_size, lr=lr,
                                precision=precision, seed=seed, warmup_steps=warmup_steps,
                                temperature=temperature,
-                               init=_card_reference(init) if init else "")
+                               init=card_reference(init) if init else "")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=stderr, disable=not show_progress(quiet))
@@ -117,13 +117,6 @@ def distill(
     except (ValueError, LookupError, RuntimeError, OSError) as error:
         fail(str(error))
     print(run.run_dir / f"{run.config.name}.json")
-
-
-def _card_reference(name_or_path: str) -> str:
-    """A card file as an absolute path, so that ``--resume`` from elsewhere finds it; a name
-    as it is."""
-    path = Path(name_or_path)
-    return str(path.resolve()) if path.suffix == ".json" or path.exists() else name_or_path
 
 
 @app.command("compare-teachers")

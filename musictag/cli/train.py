@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ..data import LabelledDataset
 from ..data.cache import AudioCache
+from ..registry import card_reference, get_card
 from .app import (
     BatchSizeOption,
     DeviceOption,
@@ -91,7 +92,6 @@ def preprocess(
     verbose: VerboseOption = False,
 ) -> None:
     """Decode every clip of a dataset once into the cache that train and evaluate read."""
-    from ..registry import get_card
 
     setup_logging(verbose)
     try:
@@ -219,9 +219,9 @@ def train(
     options = {"dataset": dataset, "data_dir": str(data_dir.resolve()) if data_dir else None,
                "labels": str(labels.resolve()) if labels else None,
                "cache_dir": str(cache_dir.resolve()) if cache_dir else None, "workers": workers,
-               "init": init, "name": name, "batch_size": batch_size, "lr": lr,
-               "max_epochs": epochs, "seed": seed, "precision": precision, "device": device,
-               "arch.dropout": dropout}
+               "init": card_reference(init) if init else None, "name": name,
+               "batch_size": batch_size, "lr": lr, "max_epochs": epochs, "seed": seed,
+               "precision": precision, "device": device, "arch.dropout": dropout}
     progress = _progress(quiet)
     try:
         settings = _training_settings(options, config_file, assignments)
