@@ -56,6 +56,7 @@ class AudioInfo:
     channels: int
     n_frames: int | None  # as the container declares it; None when unknown
     decoder: str
+    cut_short: bool = False  # the container shows that the file stops early
 
     @property
     def duration_s(self) -> float | None:
@@ -112,13 +113,38 @@ def wav_declared_frames(path: Path) -> int | None:
     return None
 
 
+_OGG_PAGE_HEADER_BYTES = 27
+_OGG_TAIL_BYTES = 65307 + _OGG_PAGE_HEADER_BYTES  # the largest page: the last one starts in it
+
+
+def ogg_stream_ended(path: Path) -> bool:
+    """Whether the file's last Ogg page carries the end-of-stream flag.
+
+    libsndfile takes an Ogg file's length from its last page, so an Ogg Vorbis or Opus file cut
+    short reads as a complete shorter one; only the missing end-of-stream flag (0x04 in the
+    header-type byte), which an encoder sets on a stream's final page, gives it away.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - _OGG_TAIL_BYTES))
+            tail = handle.read()
+    except OSError:
+        return True
+    page = tail.rfind(b"OggS\x00")
+    while page >= 0 and len(tail) - page < _OGG_PAGE_HEADER_BYTES:
+        page = tail.rfind(b"OggS\x00", 0, page)
+    return page < 0 or bool(tail[page + 5] & 0x04)
+
+
 class _SoundfileReader:
     def __init__(self, path: Path):
         self._file = soundfile.SoundFile(str(path))
         frames = self._file.frames if self._file.frames > 0 else None
         if frames is not None and self._file.format == "WAV":
             frames = max(frames, wav_declared_frames(path) or 0)
-        self.info = AudioInfo(self._file.samplerate, self._file.channels, frames, "soundfile")
+        cut_short = self._file.format == "OGG" and not ogg_stream_ended(path)
+        self.info = AudioInfo(self._file.samplerate, self._file.channels, frames, "soundfile",
+                              cut_short)
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         with self._file:
@@ -250,6 +276,9 @@ def _mono_blocks(path: Path, reader: _SoundfileReader | _PyAVReader, info: Audio
     if info.n_frames and frames_read < 0.99 * info.n_frames:
         log.warning("%s: header declares %.1f s but the file holds %.1f s; tagged what is there",
                     path, info.n_frames / info.sample_rate_hz, frames_read / info.sample_rate_hz)
+    elif info.cut_short:
+        log.warning("%s: the Ogg stream stops without its end marker (cut short?); tagged the "
+                    "%.1f s it holds", path, frames_read / info.sample_rate_hz)
     if peak < SILENCE_PEAK:
         raise AudioError(path, "is silent (peak below -100 dBFS): nothing to tag")
 

@@ -225,6 +225,23 @@ def test_wav_shorter_than_its_header_is_decoded_with_a_warning(tmp_path, caplog)
     assert "header declares 4.0 s but the file holds 2.0 s" in caplog.text
 
 
+@pytest.mark.parametrize("subtype, rate", [("VORBIS", 8000), ("OPUS", 48000)])
+def test_ogg_cut_short_is_decoded_with_a_warning_and_a_whole_one_without(tmp_path, caplog,
+                                                                         subtype, rate):
+    whole = tmp_path / "whole.ogg"
+    soundfile.write(whole, tone(6.0, rate, 300.0) + 0.01 * np.random.default_rng(0).standard_normal(
+        6 * rate).astype(np.float32), rate, format="OGG", subtype=subtype)
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    assert audio.ogg_stream_ended(whole) and not audio.ogg_stream_ended(cut)
+    with caplog.at_level(logging.WARNING, logger="musictag.audio"):
+        load_mono(whole, sample_rate_hz=8000)
+        assert caplog.text == ""
+        samples = load_mono(cut, sample_rate_hz=8000)
+    assert 0 < len(samples) < 5 * 8000
+    assert f"{cut}: the Ogg stream stops without its end marker" in caplog.text
+
+
 def test_wav_declared_frames_reads_the_data_chunk(tmp_path):
     path = tmp_path / "stereo24.wav"
     soundfile.write(path, np.zeros((1234, 2), np.float32), 8000, subtype="PCM_24")
