@@ -23,6 +23,7 @@ random weights otherwise (then the accuracy lines measure the arithmetic, not a 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -226,8 +227,9 @@ def generate_library(folder: Path, n_tracks: int, seconds: float, rate: int) -> 
 
 
 def end_to_end(folder: Path, weights: Path, backend: str, batch_size: int,
-               threads: int) -> tuple[float, float, int]:
-    """(wall seconds, the child's peak RSS in MB, records written) of one `musictag tag`.
+               threads: int) -> tuple[float, float, int, int]:
+    """(wall seconds, the child's peak RSS in MB, records written, windows they report) of one
+    `musictag tag`.
 
     The peak is the child's VmHWM, read every 50 ms: its rusage would count the parent's
     memory too (the high-water mark carries over the fork to the exec).
@@ -247,8 +249,9 @@ def end_to_end(folder: Path, weights: Path, backend: str, batch_size: int,
         out.seek(0), err.seek(0)
         if child.returncode:
             raise RuntimeError(f"musictag tag failed: {err.read().decode()[-500:]}")
-        records = sum(1 for line in out.read().decode().splitlines() if line.startswith("{"))
-    return wall, peak_kb / 1024, records
+        records = [json.loads(line) for line in out.read().decode().splitlines()
+                   if line.startswith("{")]
+    return wall, peak_kb / 1024, len(records), sum(record["n_windows"] for record in records)
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -327,8 +330,7 @@ def main() -> None:
             (16, card.window_samples))).astype(np.float32)
         for path, name in ((fp32, "onnxruntime fp32"), *((p, n) for n, p in int8.items())):
             pure = timed_rate(engines[name][0].predict, batch, seconds)
-            wall, rss, n = end_to_end(library, path, "onnx", 16, args.threads)
-            windows = n * 11  # a 30 s file at 22050 Hz holds 11 whole 59049-sample windows
+            wall, rss, n, windows = end_to_end(library, path, "onnx", 16, args.threads)
             print(f"  {name:<18} {n / wall:.2f} tracks/s, {windows / wall:.2f} windows/s "
                   f"(process start and model load included), peak RSS {rss:.0f} MB; pure "
                   f"inference at batch 16: {pure:.2f} windows/s; end to end = "
