@@ -92,7 +92,6 @@ def preprocess(
     verbose: VerboseOption = False,
 ) -> None:
     """Decode every clip of a dataset once into the cache that train and evaluate read."""
-
     setup_logging(verbose)
     try:
         rate = sample_rate or (get_card(model).sample_rate_hz if model else 22050)
