@@ -113,6 +113,7 @@ def wav_declared_frames(path: Path) -> int | None:
     return None
 
 
+_OGG_CAPTURE = b"OggS\x00"  # capture pattern and stream structure version; header type follows
 _OGG_PAGE_HEADER_BYTES = 27
 _OGG_TAIL_BYTES = 65307 + _OGG_PAGE_HEADER_BYTES  # the largest page: the last one starts in it
 
@@ -130,10 +131,9 @@ def ogg_stream_ended(path: Path) -> bool:
             tail = handle.read()
     except OSError:
         return True
-    page = tail.rfind(b"OggS\x00")
-    while page >= 0 and len(tail) - page < _OGG_PAGE_HEADER_BYTES:
-        page = tail.rfind(b"OggS\x00", 0, page)
-    return page < 0 or bool(tail[page + 5] & 0x04)
+    # the last capture pattern with a whole page header after it
+    page = tail.rfind(_OGG_CAPTURE, 0, len(tail) - _OGG_PAGE_HEADER_BYTES + len(_OGG_CAPTURE))
+    return page < 0 or bool(tail[page + len(_OGG_CAPTURE)] & 0x04)
 
 
 class _SoundfileReader:
