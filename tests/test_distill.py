@@ -90,6 +90,11 @@ def test_distill_end_to_end_gives_a_card_tag_accepts(tmp_path, corpus, tiny_mode
     assert report["tracks"] == 6 and report["tags_scored"] >= 1
     assert 0.0 <= report["macro_roc_auc"] <= 1.0
     assert 0.0 <= report["mean_top5_overlap"] <= 5.0
+    fit = report["training_tracks"]  # all 6 tracks of the two training groups
+    assert fit["tracks"] == 6 and 0.0 <= fit["mean_top5_overlap"] <= 5.0
+    with np.load(run_dir / "fit_check_set.npz") as fit_set:
+        paths = [str(path) for path in fit_set["paths"]]
+    assert len(paths) == 6 and not any(path.startswith("tones") for path in paths)
     _, stored = read_weights(run_dir / "student.safetensors")
     assert stored["name"] == "student"
     rows = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]

@@ -13,6 +13,16 @@ from ..registry import DEFAULT_MODEL, UnknownModelError, card_reference, get_car
 from .app import QuietOption, VerboseOption, app, fail, setup_logging, show_progress, stderr
 
 
+def _fit_summary(values: dict[str, Any]) -> str:
+    """The training-track agreement, printed beside the held-out one it is compared with."""
+    fit = values.get("training_tracks")
+    if not fit:
+        return ""
+    auc = fit["macro_roc_auc"]
+    return (f"; training tracks {'undefined' if auc is None else f'{auc:.4f}'}, "
+            f"{fit['mean_top5_overlap']:.2f}/5")
+
+
 @app.command()
 def distill(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Folder of the run (created, or "
@@ -107,7 +117,8 @@ def distill(
                 f"step {values['step']}: held-out ROC-AUC "
                 f"{'undefined' if auc is None else f'{auc:.4f}'}, "
                 f"top-5 overlap {values['mean_top5_overlap']:.2f}/5 over {values['tracks']} "
-                f"tracks ({values['elapsed_s']} s trained)", highlight=False)
+                f"tracks ({values['elapsed_s']} s trained){_fit_summary(values)}",
+                highlight=False)
 
     try:
         run = DistillRun(run_dir, config, on_event=on_event)

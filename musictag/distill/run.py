@@ -3,7 +3,9 @@
 Sessions on the project's machines end after three hours, so a run is a folder that can be
 continued at any time: ``config.json`` (fixed at the first start), ``checkpoint.pt`` (written
 atomically every few minutes and on Ctrl-C), ``log.csv`` (one line per logged step),
-``validation.jsonl`` (one line per validation) and the student card + weights of the latest
+``validation.jsonl`` (one line per validation; beside the held-out agreement, the same
+measure on a fixed sample of training tracks, whose gap to it tells whether the student needs
+more steps or more kinds of music) and the student card + weights of the latest
 validation, ready for ``musictag tag --model RUN/student.json``. The student is evaluated and
 exported from an exponential moving average of its weights, which tracks a good model at any
 point of a long learning-rate schedule.
@@ -66,6 +68,7 @@ class DistillConfig:
     validate_every: int = 250
     checkpoint_every_s: float = 300.0
     validation_windows_per_track: int = 8
+    fit_check_tracks: int = 64
     init: str = ""
     temperature: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -161,6 +164,27 @@ class DistillRun:
                 sample_rate_hz=config.sample_rate_hz, student_window=config.window_samples,
                 windows_per_track=config.validation_windows_per_track)
             self.validation.save(validation_path)
+        self.fit_check = self._fit_check_set()
+
+    def _fit_check_set(self) -> ValidationSet | None:
+        """Training tracks scored like the held-out ones; drawn with their own generator so
+        that a resumed run's augmentations stay those of an uninterrupted one."""
+        config = self.config
+        path = self.run_dir / "fit_check_set.npz"
+        if path.exists():
+            return ValidationSet.load(path)
+        if config.fit_check_tracks == 0:
+            return None
+        chooser = np.random.default_rng(config.seed + 1)
+        count = min(config.fit_check_tracks, len(self.train_tracks))
+        picked = [self.train_tracks[i] for i in sorted(
+            chooser.choice(len(self.train_tracks), size=count, replace=False))]
+        fit_check = build_validation_set(
+            self.corpus, picked, self.ensemble, sample_rate_hz=config.sample_rate_hz,
+            student_window=config.window_samples,
+            windows_per_track=config.validation_windows_per_track)
+        fit_check.save(path)
+        return fit_check
 
     # --- training ------------------------------------------------------------------------------
 
@@ -214,14 +238,22 @@ class DistillRun:
     # --- validation and export -----------------------------------------------------------------
 
     @torch.no_grad()
-    def validate(self) -> dict[str, Any]:
-        inputs = torch.from_numpy(self.validation.inputs.astype(np.float32))
+    def _agreement(self, windows: ValidationSet) -> dict[str, Any]:
+        inputs = torch.from_numpy(windows.inputs.astype(np.float32))
         scores = np.concatenate([torch.sigmoid(self.ema(inputs[i:i + 32])).numpy()
                                  for i in range(0, len(inputs), 32)])
-        owners = self.validation.track_of_window
+        owners = windows.track_of_window
         return agreement(track_means(scores, owners),
-                         track_means(self.validation.teacher_scores, owners),
-                         self.ensemble.labels)
+                         track_means(windows.teacher_scores, owners), self.ensemble.labels)
+
+    def validate(self) -> dict[str, Any]:
+        """The held-out agreement, with the training sample's summary as ``training_tracks``."""
+        report = self._agreement(self.validation)
+        if self.fit_check is not None:
+            fit = self._agreement(self.fit_check)
+            report["training_tracks"] = {key: fit[key] for key in
+                                         ("macro_roc_auc", "mean_top5_overlap", "tracks")}
+        return report
 
     def student_card(self, step: int, elapsed_s: float, report: dict[str, Any]) -> dict:
         config = self.config
