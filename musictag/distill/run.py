@@ -167,8 +167,9 @@ class DistillRun:
         self.fit_check = self._fit_check_set()
 
     def _fit_check_set(self) -> ValidationSet | None:
-        """Training tracks scored like the held-out ones; drawn with their own generator so
-        that a resumed run's augmentations stay those of an uninterrupted one."""
+        """Training tracks scored like the held-out ones, drawn as often as training draws them
+        (by length, so songs rather than one-shot samples), with their own generator so that a
+        resumed run's augmentations stay those of an uninterrupted one."""
         config = self.config
         path = self.run_dir / "fit_check_set.npz"
         if path.exists():
@@ -178,7 +179,8 @@ class DistillRun:
         chooser = np.random.default_rng(config.seed + 1)
         count = min(config.fit_check_tracks, len(self.train_tracks))
         picked = [self.train_tracks[i] for i in sorted(
-            chooser.choice(len(self.train_tracks), size=count, replace=False))]
+            chooser.choice(len(self.train_tracks), size=count, replace=False,
+                           p=self.sampler.probabilities))]
         fit_check = build_validation_set(
             self.corpus, picked, self.ensemble, sample_rate_hz=config.sample_rate_hz,
             student_window=config.window_samples,
