@@ -37,7 +37,7 @@ from ..registry import get_card
 from ..training.model import load_init_weights
 from ..weights import save_weights
 from .augment import AugmentConfig, SegmentSampler
-from .corpus import Corpus, build_cache
+from .corpus import Corpus, CorpusTrack, build_cache
 from .teachers import TeacherEnsemble, centre
 from .validate import ValidationSet, agreement, build_validation_set, track_means
 
@@ -155,38 +155,30 @@ class DistillRun:
         self.ema = copy.deepcopy(self.student).eval()
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
-        validation_path = self.run_dir / "validation_set.npz"
-        if validation_path.exists():
-            self.validation = ValidationSet.load(validation_path)
-        else:
-            self.validation = build_validation_set(
-                self.corpus, self.held_tracks, self.ensemble,
-                sample_rate_hz=config.sample_rate_hz, student_window=config.window_samples,
-                windows_per_track=config.validation_windows_per_track)
-            self.validation.save(validation_path)
-        self.fit_check = self._fit_check_set()
+        self.validation = self._scored_windows("validation_set.npz", self.held_tracks)
+        self.fit_check = self._scored_windows("fit_check_set.npz", self._fit_check_tracks()) \
+            if config.fit_check_tracks else None
 
-    def _fit_check_set(self) -> ValidationSet | None:
-        """Training tracks scored like the held-out ones, drawn as often as training draws them
-        (by length, so songs rather than one-shot samples), with their own generator so that a
-        resumed run's augmentations stay those of an uninterrupted one."""
-        config = self.config
-        path = self.run_dir / "fit_check_set.npz"
+    def _scored_windows(self, name: str, tracks: list[CorpusTrack]) -> ValidationSet:
+        """Evenly spaced windows of ``tracks`` with the teachers' scores, labelled once per run."""
+        path = self.run_dir / name
         if path.exists():
             return ValidationSet.load(path)
-        if config.fit_check_tracks == 0:
-            return None
-        chooser = np.random.default_rng(config.seed + 1)
-        count = min(config.fit_check_tracks, len(self.train_tracks))
-        picked = [self.train_tracks[i] for i in sorted(
-            chooser.choice(len(self.train_tracks), size=count, replace=False,
-                           p=self.sampler.probabilities))]
-        fit_check = build_validation_set(
-            self.corpus, picked, self.ensemble, sample_rate_hz=config.sample_rate_hz,
-            student_window=config.window_samples,
-            windows_per_track=config.validation_windows_per_track)
-        fit_check.save(path)
-        return fit_check
+        windows = build_validation_set(
+            self.corpus, tracks, self.ensemble, sample_rate_hz=self.config.sample_rate_hz,
+            student_window=self.config.window_samples,
+            windows_per_track=self.config.validation_windows_per_track)
+        windows.save(path)
+        return windows
+
+    def _fit_check_tracks(self) -> list[CorpusTrack]:
+        """Training tracks drawn as often as training draws them (by length, so songs rather
+        than one-shot samples), with their own generator so that a resumed run's augmentations
+        stay those of an uninterrupted one."""
+        chooser = np.random.default_rng(self.config.seed + 1)
+        count = min(self.config.fit_check_tracks, len(self.train_tracks))
+        return [self.train_tracks[i] for i in sorted(chooser.choice(
+            len(self.train_tracks), size=count, replace=False, p=self.sampler.probabilities))]
 
     # --- training ------------------------------------------------------------------------------
 
