@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from musictag.cli import app
 from musictag.distill.teachers import TeacherEnsemble, centre, parse_teacher_spec
-from musictag.distill.validate import agreement
+from musictag.distill.validate import ValidationSet, agreement
 from musictag.weights import read_weights, save_weights
 
 GROUPS = {"tones": "tone", "noise": "noise", "chirps": "chirp"}
@@ -92,8 +92,7 @@ def test_distill_end_to_end_gives_a_card_tag_accepts(tmp_path, corpus, tiny_mode
     assert 0.0 <= report["mean_top5_overlap"] <= 5.0
     fit = report["training_tracks"]  # all 6 tracks of the two training groups
     assert fit["tracks"] == 6 and 0.0 <= fit["mean_top5_overlap"] <= 5.0
-    with np.load(run_dir / "fit_check_set.npz") as fit_set:
-        paths = [str(path) for path in fit_set["paths"]]
+    paths = ValidationSet.load(run_dir / "fit_check_set.npz").paths
     assert len(paths) == 6 and not any(path.startswith("tones") for path in paths)
     _, stored = read_weights(run_dir / "student.safetensors")
     assert stored["name"] == "student"

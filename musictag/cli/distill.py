@@ -13,14 +13,17 @@ from ..registry import DEFAULT_MODEL, UnknownModelError, card_reference, get_car
 from .app import QuietOption, VerboseOption, app, fail, setup_logging, show_progress, stderr
 
 
+def _auc_text(auc: float | None) -> str:
+    """A macro ROC-AUC is undefined when no tag has both positive and negative tracks."""
+    return "undefined" if auc is None else f"{auc:.4f}"
+
+
 def _fit_summary(values: dict[str, Any]) -> str:
     """The training-track agreement, printed beside the held-out one it is compared with."""
     fit = values.get("training_tracks")
     if not fit:
         return ""
-    auc = fit["macro_roc_auc"]
-    return (f"; training tracks {'undefined' if auc is None else f'{auc:.4f}'}, "
-            f"{fit['mean_top5_overlap']:.2f}/5")
+    return f"; training tracks {_auc_text(fit['macro_roc_auc'])}, {fit['mean_top5_overlap']:.2f}/5"
 
 
 @app.command()
@@ -112,10 +115,8 @@ def distill(
             progress.update(tasks["steps"], completed=values["step"],
                             description=f"distilling (loss {values['loss']:.4f})")
         elif event == "validation":
-            auc = values["macro_roc_auc"]
             progress.console.print(
-                f"step {values['step']}: held-out ROC-AUC "
-                f"{'undefined' if auc is None else f'{auc:.4f}'}, "
+                f"step {values['step']}: held-out ROC-AUC {_auc_text(values['macro_roc_auc'])}, "
                 f"top-5 overlap {values['mean_top5_overlap']:.2f}/5 over {values['tracks']} "
                 f"tracks ({values['elapsed_s']} s trained){_fit_summary(values)}",
                 highlight=False)
