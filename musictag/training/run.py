@@ -353,7 +353,9 @@ class TrainingRun:
                             f"stopped in epoch {epoch}; checkpoint saved in {self.run_dir}, "
                             "continue with --resume") from None
                     self._emit("epoch", self._end_epoch(epoch, validation))
-            return self._export() if self.dist.is_main else None
+            card = self._export() if self.dist.is_main else None
+            self.dist.barrier()  # no process tears the group down while rank 0 still writes
+            return card
         finally:
             distributed.stop(self.dist)
 
