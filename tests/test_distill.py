@@ -246,3 +246,49 @@ def test_tempered_loss_is_bce_at_one_and_keeps_its_optimum_at_the_teachers_logit
         return float(student.grad[0, 2:].abs().sum())
 
     assert tail_gradient(2.0) > 5 * tail_gradient(1.0)  # unlikely tags still pull at T=2
+
+
+def test_agreement_command_pairs_students_on_any_audio_and_keeps_the_labels(
+        tmp_path, corpus, tiny_model, teacher):
+    cache = tmp_path / "cache"
+
+    def compare(*extra: str):
+        return CliRunner().invoke(app, [
+            "agreement", "--teacher", "tiny-teacher", "--audio-dir", str(corpus),
+            "--cache-dir", str(cache), "--model", "tiny-teacher", "--model", str(tiny_model),
+            *extra])
+
+    result = compare("--group", "tones", "--group", "noise")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tracks"] == 9 and set(report["groups"]) == {"tones", "noise"}
+    itself = report["models"]["tiny-teacher"]  # the teacher as its own student
+    assert itself["mean_top5_overlap"] == 5.0 and itself["mean_top5_overlap_ci95"] == [5.0, 5.0]
+    other = report["models"][str(tiny_model)]
+    assert other["mean_top5_overlap"] < 5.0
+    difference = report["paired_with_first"][str(tiny_model)]["mean_top5_overlap"]
+    assert difference["difference"] == round(other["mean_top5_overlap"] - 5.0, 4)
+    assert difference["ci95"][1] <= 0.0
+    assert "tiny-teacher: ROC-AUC" in result.stderr and "minus tiny-teacher" in result.stderr
+    labelled = list(cache.glob("agreement-*.npz"))
+    assert len(labelled) == 1
+    stamp = labelled[0].stat().st_mtime_ns
+    assert compare("--group", "tones", "--group", "noise").stdout == result.stdout
+    assert labelled[0].stat().st_mtime_ns == stamp  # the teachers' labels were reused
+    compare("--group", "tones")
+    assert len(list(cache.glob("agreement-*.npz"))) == 2  # other tracks, other labels
+    unknown = compare("--group", "jazz")
+    assert unknown.exit_code == 2 and "jazz" in unknown.output
+
+
+def test_a_distilled_students_own_training_groups_are_flagged(tmp_path, corpus, tiny_model,
+                                                              teacher):
+    run_dir = tmp_path / "run"
+    assert _distill(run_dir, corpus, tiny_model, "--max-steps", "1").exit_code == 0
+    result = CliRunner().invoke(app, [
+        "agreement", "--teacher", "tiny-teacher", "--audio-dir", str(corpus),
+        "--cache-dir", str(tmp_path / "cache"), "--model", str(run_dir / "student.json")])
+    assert result.exit_code == 0, result.output
+    seen = json.loads(result.stdout)["models"][str(run_dir / "student.json")]
+    assert seen["trained_on_evaluated_groups"] == ["chirps", "noise"]
+    assert "not held out" in result.stderr

@@ -3,19 +3,23 @@
 # fetches: the default model's fourth training stage learnt from both. The student generalised
 # to the held-out packages far worse than it fitted the training ones (held-out ROC-AUC 0.84
 # against 0.95 on training packages), so it needed more kinds of music, not more steps.
-# A fifth stage (not shipped: see README) added the second table below, 12 more packages.
+# Two tables, named by the stage that first trained on them (see README):
+#   4: 11 packages, the shipped default's fourth stage (1.7 GB of downloads, 0.4 GB kept);
+#   5: 12 more packages of game music (1.7 GB, 0.7 GB kept): the fifth-stage trial (not
+#      shipped) trained on them, and since the shipped default never heard them they are also
+#      its wider held-out set (`musictag agreement`, README).
 # Only each package's music is kept (the PATTERN below: its music folders), not sound effects;
 # game archives (.pk3) are unpacked first.
-# Usage: bash fetch-more-music.sh DEST [4|5]   (stage 4: the first 11 packages, about 1.7 GB of
-# downloads, 0.4 GB kept; stage 5, the default: all 23, about 3.4 GB, 1.1 GB kept; apt-get, unzip,
-# root)
+# Usage: bash fetch-more-music.sh DEST TABLE...   (TABLE: 4 or 5; apt-get, unzip, root)
 # Result: DEST/<package>/... audio files, each package's Debian copyright file as
-# DEST/<package>/COPYRIGHT, and DEST/manifest-more.tsv (path, package, version, licence file).
+# DEST/<package>/COPYRIGHT, and DEST/manifest-more.tsv (path, package, version, licence file),
+# which lists what every call so far has fetched into DEST.
 set -euo pipefail
-DEST=${1:?usage: fetch-more-music.sh DEST [4|5]}
-STAGE=${2:-5}
-[[ $STAGE == 4 || $STAGE == 5 ]] || { echo "fetch-more-music.sh: stage must be 4 or 5, not $STAGE" >&2; exit 2; }
-declare -A PATTERN=(
+USAGE="usage: fetch-more-music.sh DEST TABLE...  (TABLE: 4 or 5)"
+DEST=${1:?$USAGE}
+shift
+(($# > 0)) || { echo "fetch-more-music.sh: no TABLE given; $USAGE" >&2; exit 2; }
+declare -A FOURTH_STAGE=(
   [supertux-data]='/music/'                    # platformer themes, GPL-2+ / CC-BY-SA
   [supertuxkart-data]='/data/music/'           # kart racing: rock, electronic, orchestral
   [widelands-data]='/data/music/'              # orchestral, celtic, ambient
@@ -42,10 +46,18 @@ declare -A FIFTH_STAGE=(
   [asc-music]='/music/'
   [fillets-ng-data]='/music/'
 )
-if [[ $STAGE == 5 ]]; then for pkg in "${!FIFTH_STAGE[@]}"; do PATTERN[$pkg]=${FIFTH_STAGE[$pkg]}; done; fi
+declare -A PATTERN=()
+for table in "$@"; do
+  case $table in
+    4) for pkg in "${!FOURTH_STAGE[@]}"; do PATTERN[$pkg]=${FOURTH_STAGE[$pkg]}; done ;;
+    5) for pkg in "${!FIFTH_STAGE[@]}"; do PATTERN[$pkg]=${FIFTH_STAGE[$pkg]}; done ;;
+    *) echo "fetch-more-music.sh: TABLE must be 4 or 5, not $table" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$DEST/.debs"
 (cd "$DEST/.debs" && apt-get download "${!PATTERN[@]}")
-printf 'path\tpackage\tversion\tlicence\n' > "$DEST/manifest-more.tsv"
+[[ -f $DEST/manifest-more.tsv ]] || printf 'path\tpackage\tversion\tlicence\n' > "$DEST/manifest-more.tsv"
+added=0
 for deb in "$DEST"/.debs/*.deb; do
   pkg=$(dpkg-deb -f "$deb" Package); ver=$(dpkg-deb -f "$deb" Version)
   tmp=$(mktemp -d); dpkg-deb -x "$deb" "$tmp"
@@ -57,6 +69,7 @@ for deb in "$DEST"/.debs/*.deb; do
     [[ /$rel =~ ${PATTERN[$pkg]} ]] || continue
     out="$DEST/$pkg/${rel//\//__}"
     cp "$f" "$out"
+    added=$((added + 1))
     printf '%s\t%s\t%s\t%s\n' "${out#"$DEST"/}" "$pkg" "$ver" "$pkg/COPYRIGHT" \
       >> "$DEST/manifest-more.tsv"
   done < <(find "$tmp" -type f \( -iname '*.ogg' -o -iname '*.opus' -o -iname '*.flac' \
@@ -64,4 +77,7 @@ for deb in "$DEST"/.debs/*.deb; do
   rm -rf "$tmp"
 done
 rm -rf "$DEST/.debs"
-echo "$(($(wc -l < "$DEST/manifest-more.tsv") - 1)) audio files added under $DEST (manifest-more.tsv)"
+# A table fetched twice lists its files once.
+{ head -n 1 "$DEST/manifest-more.tsv"; tail -n +2 "$DEST/manifest-more.tsv" | sort -u; } \
+  > "$DEST/manifest-more.tsv.new" && mv "$DEST/manifest-more.tsv.new" "$DEST/manifest-more.tsv"
+echo "$added audio files of ${#PATTERN[@]} packages added under $DEST (manifest-more.tsv)"

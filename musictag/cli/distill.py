@@ -18,6 +18,14 @@ def _auc_text(auc: float | None) -> str:
     return "undefined" if auc is None else f"{auc:.4f}"
 
 
+def _with_interval(value: float | None, bounds: list[float] | None, digits: int) -> str:
+    """A figure on a few dozen tracks is printed with the interval that says how far it holds."""
+    if value is None:
+        return "undefined"
+    text = f"{value:.{digits}f}"
+    return f"{text} (95% {bounds[0]:.{digits}f} to {bounds[1]:.{digits}f})" if bounds else text
+
+
 def _fit_summary(values: dict[str, Any]) -> str:
     """The training-track agreement, printed beside the held-out one it is compared with."""
     fit = values.get("training_tracks")
@@ -115,11 +123,13 @@ def distill(
             progress.update(tasks["steps"], completed=values["step"],
                             description=f"distilling (loss {values['loss']:.4f})")
         elif event == "validation":
+            roc = _with_interval(values["macro_roc_auc"], values["macro_roc_auc_ci95"], 4)
+            overlap = _with_interval(values["mean_top5_overlap"],
+                                     values["mean_top5_overlap_ci95"], 2)
             progress.console.print(
-                f"step {values['step']}: held-out ROC-AUC {_auc_text(values['macro_roc_auc'])}, "
-                f"top-5 overlap {values['mean_top5_overlap']:.2f}/5 over {values['tracks']} "
-                f"tracks ({values['elapsed_s']} s trained){_fit_summary(values)}",
-                highlight=False)
+                f"step {values['step']}: held-out ROC-AUC {roc}, top-5 overlap {overlap} "
+                f"over {values['tracks']} tracks ({values['elapsed_s']} s trained)"
+                f"{_fit_summary(values)}", highlight=False)
 
     try:
         run = DistillRun(run_dir, config, on_event=on_event)
@@ -188,6 +198,113 @@ def compare_teachers(
                    for group in sorted(set(groups))}
             for name, s in scores.items()},
     }
+    text = json.dumps(report, indent=2)
+    if output:
+        with atomic_open(output) as handle:
+            handle.write(text + "\n")
+    print(text)
+
+
+def _trained_on(card: Any, groups: set[str]) -> list[str]:
+    """Evaluated groups a distilled card's provenance says it trained on (so not held out)."""
+    provenance = card.provenance or {}
+    trained = set(provenance.get("corpus_groups", {})) - set(
+        provenance.get("held_out_groups", []))
+    return sorted(trained & groups)
+
+
+@app.command("agreement")
+def agreement_command(
+    teacher: Annotated[list[str], typer.Option(
+        "--teacher", help="Teacher card, optionally weighted: NAME or NAME:WEIGHT. Repeat.")],
+    audio_dir: Annotated[Path, typer.Option(
+        "--audio-dir", help="Audio to compare on, searched recursively; its first folder level "
+                            "names the groups.")],
+    cache_dir: Annotated[Path, typer.Option(
+        "--cache-dir", help="Decoded-audio cache folder; the teachers' labels are kept there "
+                            "too.")],
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="Student card (name or .json). Repeat to compare: each later one "
+                              "is paired against the first.")] = None,
+    group: Annotated[list[str] | None, typer.Option(
+        "--group", help="Only this group (first-level folder). Repeat; default all.")] = None,
+    windows_per_track: Annotated[int, typer.Option(
+        "--windows-per-track", min=1, help="Evenly spaced windows scored per track.")] = 8,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON report "
+                                                                       "here.")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Students' agreement with teachers on any audio, with bootstrap intervals; prints JSON."""
+    import json
+
+    from ..distill.corpus import Corpus, build_cache
+    from ..distill.teachers import TeacherEnsemble, parse_teacher_spec
+    from ..distill.validate import (
+        agreement,
+        cached_validation_set,
+        paired_difference,
+        tagger_track_scores,
+        track_means,
+    )
+    from ..fileio import atomic_open
+    from ..inference import load_tagger
+
+    setup_logging(verbose)
+    names = model or [DEFAULT_MODEL]
+    try:
+        taggers = {name: load_tagger(name, device="cpu", backend="torch") for name in names}
+        first = next(iter(taggers.values())).card
+        for name, tagger in taggers.items():
+            if (tagger.card.sample_rate_hz, tagger.card.window_samples) != (
+                    first.sample_rate_hz, first.window_samples):
+                raise ValueError(f"model {name!r} hears {tagger.card.window_samples} samples "
+                                 f"at {tagger.card.sample_rate_hz} Hz, unlike {names[0]!r}: "
+                                 "compare models of one rate and window")
+        rate, window = first.sample_rate_hz, first.window_samples
+        ensemble = TeacherEnsemble([parse_teacher_spec(spec) for spec in teacher],
+                                   labels=first.labels, student_window_s=window / rate)
+        with stderr.status(f"decoding {audio_dir}"):
+            tracks = build_cache(audio_dir, cache_dir, sample_rate_hz=rate, min_duration_s=4.0)
+        corpus = Corpus(cache_dir, tracks)
+        if group:
+            _, tracks = corpus.split(set(group))
+        if not tracks:
+            raise ValueError(f"{audio_dir}: no tracks of at least 4 s in any group folder")
+        with stderr.status(f"labelling {len(tracks)} tracks with the teachers"):
+            windows = cached_validation_set(corpus, tracks, ensemble, sample_rate_hz=rate,
+                                            student_window=window,
+                                            windows_per_track=windows_per_track,
+                                            cache_dir=cache_dir)
+        teacher_scores = track_means(windows.teacher_scores, windows.track_of_window)
+        with stderr.status("scoring the students"):
+            scores = {name: tagger_track_scores(tagger, windows, ensemble.labels)
+                      for name, tagger in taggers.items()}
+    except (ValueError, LookupError, RuntimeError, OSError) as error:
+        fail(str(error))
+    groups = {track.group for track in tracks}
+    report: dict[str, Any] = {
+        "tracks": len(tracks), "windows_per_track": windows_per_track,
+        "groups": Corpus(cache_dir, tracks).describe(rate),
+        "teachers": ensemble.describe(), "models": {}, "paired_with_first": {}}
+    for name, tagger in taggers.items():
+        result = agreement(scores[name], teacher_scores, ensemble.labels)
+        seen = _trained_on(tagger.card, groups)
+        if seen:
+            stderr.print(f"warning: {name} trained on {', '.join(seen)}: not held out for it",
+                         highlight=False)
+        report["models"][name] = {**result, "trained_on_evaluated_groups": seen}
+        roc = _with_interval(result["macro_roc_auc"], result["macro_roc_auc_ci95"], 4)
+        overlap = _with_interval(result["mean_top5_overlap"], result["mean_top5_overlap_ci95"], 2)
+        stderr.print(f"{name}: ROC-AUC {roc}, top-5 overlap {overlap} over {len(tracks)} tracks",
+                     highlight=False)
+    for name in names[1:]:
+        difference = paired_difference(scores[names[0]], scores[name], teacher_scores)
+        report["paired_with_first"][name] = difference
+        roc, overlap = difference["macro_roc_auc"], difference["mean_top5_overlap"]
+        stderr.print(f"{name} minus {names[0]}: ROC-AUC "
+                     f"{_with_interval(roc['difference'], roc['ci95'], 4)}, top-5 overlap "
+                     f"{_with_interval(overlap['difference'], overlap['ci95'], 2)}",
+                     highlight=False)
     text = json.dumps(report, indent=2)
     if output:
         with atomic_open(output) as handle:

@@ -3,10 +3,13 @@
 Per track, both scores are means over the same evenly spaced windows. The teachers' top-5 tags of
 a track are its positives; macro ROC-AUC asks whether the student ranks each tag higher on the
 tracks where the teachers put it in their top 5, and the top-5 overlap counts shared tags.
+Both come with 95 % bootstrap intervals over the tracks (:mod:`musictag.distill.bootstrap`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +19,9 @@ from sklearn.metrics import roc_auc_score
 
 from ..audio import evenly_spaced_starts
 from ..fileio import atomic_path
-from .corpus import Corpus, CorpusTrack
+from ..inference import Tagger
+from .bootstrap import interval, macro_roc_auc, mean_overlap, resample_indices
+from .corpus import Corpus, CorpusTrack, tracks_as_dicts
 from .teachers import TeacherEnsemble, centre
 
 TOP_K = 5
@@ -57,6 +62,35 @@ def build_validation_set(corpus: Corpus, tracks: list[CorpusTrack], ensemble: Te
                          [t.path for t in tracks])
 
 
+def cached_validation_set(corpus: Corpus, tracks: list[CorpusTrack], ensemble: TeacherEnsemble,
+                          *, sample_rate_hz: int, student_window: int, windows_per_track: int,
+                          cache_dir: str | os.PathLike) -> ValidationSet:
+    """:func:`build_validation_set`, stored in ``cache_dir`` under a name made of everything
+    that shaped it (teachers, tracks, rate, window), so that changing any of them relabels."""
+    key = json.dumps({"teachers": ensemble.describe(), "tracks": tracks_as_dicts(tracks),
+                      "sample_rate_hz": sample_rate_hz, "student_window": student_window,
+                      "windows_per_track": windows_per_track}, sort_keys=True)
+    path = Path(cache_dir) / f"agreement-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    if path.exists():
+        return ValidationSet.load(path)
+    windows = build_validation_set(corpus, tracks, ensemble, sample_rate_hz=sample_rate_hz,
+                                   student_window=student_window,
+                                   windows_per_track=windows_per_track)
+    windows.save(path)
+    return windows
+
+
+def tagger_track_scores(tagger: Tagger, windows: ValidationSet, labels: list[str]) -> np.ndarray:
+    """A model's per-track scores on a labelled window set, columns in ``labels`` order."""
+    missing = [label for label in labels if label not in tagger.labels]
+    if missing:
+        raise ValueError(f"model {tagger.card.name!r} has no output for {', '.join(missing[:5])}")
+    columns = [tagger.labels.index(label) for label in labels]
+    scores = np.concatenate([tagger.predict(windows.inputs[i:i + 32].astype(np.float32))
+                             for i in range(0, len(windows.inputs), 32)])
+    return track_means(scores[:, columns], windows.track_of_window)
+
+
 def track_means(window_scores: np.ndarray, track_of_window: np.ndarray) -> np.ndarray:
     n_tracks = int(track_of_window.max()) + 1
     sums = np.zeros((n_tracks, window_scores.shape[1]))
@@ -82,10 +116,32 @@ def agreement(student: np.ndarray, teacher: np.ndarray, labels: list[str]) -> di
         per_tag.append({"tag": label, "positives": n_positive, "roc_auc": auc})
     aucs = [row["roc_auc"] for row in per_tag if row["roc_auc"] is not None]
     overlap = (top_k_mask(student) & positives).sum(axis=1)
+    indices = resample_indices(len(student))
     return {
         "macro_roc_auc": float(np.mean(aucs)) if aucs else None,  # JSON has no NaN
+        "macro_roc_auc_ci95": interval(macro_roc_auc(student, positives, indices)),
         "tags_scored": len(aucs),
         "mean_top5_overlap": float(overlap.mean()),
+        "mean_top5_overlap_ci95": interval(mean_overlap(overlap, indices)),
         "tracks": len(student),
         "per_tag": per_tag,
     }
+
+
+def paired_difference(first: np.ndarray, second: np.ndarray, teacher: np.ndarray) -> dict:
+    """``second`` minus ``first`` in both figures, with intervals from the same resampled tracks.
+
+    Pairing matters: the two students meet the same hard tracks in every resample, so the
+    interval of the difference is far narrower than the two separate intervals suggest.
+    """
+    positives = top_k_mask(teacher)
+    whole = np.arange(len(teacher))[None, :]
+    indices = resample_indices(len(teacher))
+    result = {}
+    for key, measure in (("macro_roc_auc", lambda s, rows: macro_roc_auc(s, positives, rows)),
+                         ("mean_top5_overlap", lambda s, rows: mean_overlap(
+                             (top_k_mask(s) & positives).sum(axis=1), rows))):
+        point = float(measure(second, whole)[0] - measure(first, whole)[0])
+        result[key] = {"difference": None if np.isnan(point) else round(point, 4),
+                       "ci95": interval(measure(second, indices) - measure(first, indices))}
+    return result
