@@ -9,7 +9,8 @@
 #      shipped) trained on them, and since the shipped default never heard them they are also
 #      its wider held-out set (`musictag agreement`, README);
 #   6: 0 A.D.'s score (1.4 GB of downloads, 0.2 GB kept): 62 tracks of world and ethnic music
-#      (Celtic, Greek, Egyptian, Indian, Japanese taiko; some sung), kinds no other table holds.
+#      (Celtic, Greek, Egyptian, Indian, Japanese taiko; a few sung), kinds no other table
+#      holds: the sixth-stage trial (not shipped) trained on it.
 # Only each package's music is kept (the PATTERN below: its music folders), not sound effects;
 # game archives are unpacked first (.pk3 whole; a .zip only where ZIP_MEMBERS names its music,
 # since 0 A.D.'s public.zip holds 3.2 GB of everything).
