@@ -8,7 +8,7 @@
 #   5: 12 more packages of game music (1.7 GB, 0.7 GB kept): the fifth-stage trial (not
 #      shipped) trained on them, and since the shipped default never heard them they are also
 #      its wider held-out set (`musictag agreement`, README);
-#   6: 0 A.D.'s score (1.4 GB of downloads, 0.2 GB kept): 62 tracks of world and ethnic music
+#   6: 0 A.D.'s score (1.4 GB of downloads, 0.2 GB kept): 61 tracks of world and ethnic music
 #      (Celtic, Greek, Egyptian, Indian, Japanese taiko; a few sung), kinds no other table
 #      holds: the sixth-stage trial (not shipped) trained on it.
 # Only each package's music is kept (the PATTERN below: its music folders), not sound effects;
@@ -73,7 +73,6 @@ for deb in "$DEST"/.debs/*.deb; do
   find "$tmp" -name '*.pk3' -exec unzip -q -o {} -d "$tmp/pk3" \;
   if [[ -n ${ZIP_MEMBERS[$pkg]:-} ]]; then
     find "$tmp" -name '*.zip' -exec unzip -q -o {} "${ZIP_MEMBERS[$pkg]}" -d "$tmp/zip" \;
-    find "$tmp" -name '*.zip' -delete
   fi
   mkdir -p "$DEST/$pkg"
   cp "$tmp/usr/share/doc/$pkg/copyright" "$DEST/$pkg/COPYRIGHT" 2>/dev/null || true
