@@ -292,3 +292,21 @@ def test_a_distilled_students_own_training_groups_are_flagged(tmp_path, corpus, 
     seen = json.loads(result.stdout)["models"][str(run_dir / "student.json")]
     assert seen["trained_on_evaluated_groups"] == ["chirps", "noise"]
     assert "not held out" in result.stderr
+
+
+def test_the_cache_returns_only_the_files_the_folder_still_holds(tmp_path, corpus):
+    import shutil
+
+    from musictag.distill.corpus import build_cache
+
+    audio = tmp_path / "audio"
+    shutil.copytree(corpus, audio)
+    first = build_cache(audio, tmp_path / "cache", sample_rate_hz=TINY_RATE_HZ,
+                        min_duration_s=1.0)
+    shutil.rmtree(audio / "noise")
+    (audio / "tones" / "tone0.ogg").unlink()
+    second = build_cache(audio, tmp_path / "cache", sample_rate_hz=TINY_RATE_HZ,
+                         min_duration_s=1.0)
+    assert {t.group for t in first} == set(GROUPS)
+    assert sorted(t.path for t in second) == sorted(
+        t.path for t in first if t.group != "noise" and t.path != "tones/tone0.ogg")

@@ -93,10 +93,13 @@ def build_cache(audio_dir: str | os.PathLike, cache_dir: str | os.PathLike, *,
             if done % 50 == 0:
                 _write_index(index_path, sample_rate_hz, entries)
     _write_index(index_path, sample_rate_hz, entries)
+    # The index outlives the folder: files removed since they were cached must not be trained on.
+    present = {str(p.relative_to(audio_dir)) for p in files}
     return [CorpusTrack(path=relative, group=Path(relative).parts[0],
                         cache_file=entry["cache_file"], n_samples=entry["n_samples"])
             for relative, entry in sorted(entries.items())
-            if "n_samples" in entry and entry["n_samples"] >= min_duration_s * sample_rate_hz]
+            if relative in present and "n_samples" in entry
+            and entry["n_samples"] >= min_duration_s * sample_rate_hz]
 
 
 def _write_index(path: Path, sample_rate_hz: int, entries: dict[str, dict]) -> None:
