@@ -199,3 +199,32 @@ def test_invalid_configs_are_refused():
         config_from_dict({"name": "samplecnn", "layers": 3})
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model({"name": "not-a-net"})
+
+
+@pytest.mark.parametrize("config", [SampleCNNConfig.mn(3, 5, 3), SampleCNNConfig.mn(2, 6, 4),
+                                    SampleCNNConfig.mn(3, 4, 9, first_filter=27)])
+def test_channels_last_2d_form_trains_as_the_conv1d_form(config):
+    """Same outputs, gradients and BatchNorm statistics in fp32, same state-dict names."""
+    torch.manual_seed(0)
+    reference = SampleCNN(config).train()
+    fast = SampleCNN(config).train().use_channels_last_2d()
+    fast.load_state_dict(reference.state_dict())
+    assert list(fast.state_dict()) == list(reference.state_dict())
+    waveform = torch.randn(3, config.input_samples)
+    outputs = []
+    for model in (reference, fast):
+        torch.manual_seed(1)  # the same dropout mask
+        logits = model(waveform)
+        logits.square().sum().backward()
+        outputs.append(logits)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    for (name, p_ref), p_fast in zip(reference.named_parameters(), fast.parameters(),
+                                     strict=True):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-3, atol=1e-5, msg=name)
+    for (name, b_ref), b_fast in zip(reference.named_buffers(), fast.buffers(), strict=True):
+        torch.testing.assert_close(b_fast, b_ref, rtol=1e-4, atol=1e-6, msg=name)
+    reference.eval(), fast.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(waveform), reference(waveform), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fast.embed(waveform), reference.embed(waveform),
+                                   rtol=1e-4, atol=1e-5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_architecture
@@ -113,12 +114,65 @@ class SampleCNN(nn.Module):
         self.head = TaggingHead(channels[-1], config.dense_channels, config.n_classes,
                                 config.dropout)
 
+        self.channels_last_2d = False
+
+    def use_channels_last_2d(self, enabled: bool = True) -> SampleCNN:
+        """Compute as channels-last conv2d with 1 x m kernels over the same parameters.
+
+        oneDNN runs bf16 convolutions several times faster in this layout than as conv1d (its
+        conv1d path does not reach the bf16 units of AVX512-BF16 and AMX CPUs), so training and
+        bf16 inference use it. Parameters, buffers and state-dict names are those of the conv1d
+        form, so cards, checkpoints and the ONNX export (always conv1d) are unaffected; in fp32
+        both forms give the same outputs.
+        """
+        self.channels_last_2d = enabled
+        return self
+
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.channels_last_2d:
+            return self._features_2d(waveform)
         return self.blocks(self.frontend(waveform.unsqueeze(1)))
+
+    def _features_2d(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``features`` in the channels-last conv2d form: ``(batch, channels, 1, frames)``."""
+        hidden = waveform[:, None, None, :].contiguous(memory_format=torch.channels_last)
+        conv, norm, _ = self.frontend
+        hidden = F.relu(_batch_norm_2d(norm, _conv_2d(conv, hidden)))
+        for conv, norm, _, pool in self.blocks:
+            hidden = F.relu(_batch_norm_2d(norm, _conv_2d(conv, hidden)))
+            hidden = F.max_pool2d(hidden, (1, pool.kernel_size))
+        return hidden
+
+    def _embed_2d(self, features: torch.Tensor) -> torch.Tensor:
+        conv, norm, _ = self.head.dense
+        return F.relu(_batch_norm_2d(norm, _conv_2d(conv, features))).mean(dim=(2, 3))
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
         """The penultimate layer (``dense_channels`` values per window), for similarity search."""
+        if self.channels_last_2d:
+            return self._embed_2d(self.features(waveform))
         return self.head.embed(self.features(waveform))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.channels_last_2d:
+            return self.head.classifier(self.head.dropout(self.embed(waveform)))
         return self.head(self.features(waveform))
+
+
+def _conv_2d(conv: nn.Conv1d, hidden: torch.Tensor) -> torch.Tensor:
+    """``conv`` applied to ``(batch, channels, 1, time)`` as a 1 x k conv2d."""
+    padding = conv.padding if isinstance(conv.padding, str) else (0, conv.padding[0])
+    return F.conv2d(hidden, conv.weight.unsqueeze(2), conv.bias, stride=(1, conv.stride[0]),
+                    padding=padding)
+
+
+def _batch_norm_2d(norm: nn.BatchNorm1d, hidden: torch.Tensor) -> torch.Tensor:
+    """``norm`` on a 4-D input, updating its running statistics exactly as the module does."""
+    momentum = norm.momentum
+    if norm.training and norm.track_running_stats:
+        norm.num_batches_tracked.add_(1)
+        if momentum is None:  # a cumulative average, as nn.BatchNorm1d keeps it
+            momentum = 1.0 / float(norm.num_batches_tracked)
+    return F.batch_norm(hidden, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                        norm.training or not norm.track_running_stats, momentum or 0.0,
+                        norm.eps)

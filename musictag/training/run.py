@@ -34,6 +34,7 @@ from ..evaluate import score_windows
 from ..fileio import atomic_open
 from ..inference import Tagger
 from ..metrics import tagging_metrics
+from ..nets import use_bf16_form
 from ..weights import save_weights
 from . import distributed
 from .batches import SegmentLoader, batch_bounds, epoch_plan, shard
@@ -191,6 +192,8 @@ class TrainingRun:
                                         patience=config.patience_epochs,
                                         max_decays=config.max_lr_decays)
         self.dtype = autocast_dtype(config.precision, device)
+        if self.dtype == torch.bfloat16:
+            use_bf16_form(model)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self._restore()
         self.model = model
