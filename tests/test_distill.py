@@ -310,3 +310,24 @@ def test_the_cache_returns_only_the_files_the_folder_still_holds(tmp_path, corpu
     assert {t.group for t in first} == set(GROUPS)
     assert sorted(t.path for t in second) == sorted(
         t.path for t in first if t.group != "noise" and t.path != "tones/tone0.ogg")
+
+
+def test_the_label_bank_rebuilds_each_segment_it_labelled(tmp_path, corpus, tiny_model, teacher):
+    """A bank entry is a seed and the teachers' scores of the segment that seed rebuilds."""
+    from musictag.distill.bank import LabelBank
+    from musictag.distill.run import BANK_FILE, DistillRun
+
+    result = _distill(tmp_path / "run", corpus, tiny_model, "--labels-per-step", "2")
+    assert result.exit_code == 0, result.output
+    run = DistillRun(tmp_path / "run")
+    run._prepare()
+    stored = LabelBank.load(tmp_path / "run" / BANK_FILE, n_labels=len(TINY_LABELS),
+                            fingerprint=run.bank.fingerprint)
+    assert len(stored) == 12 * 2  # two newly labelled segments a step
+    segments = np.stack([run.sampler.draw(run.span, int(seed)) for seed in stored.seeds[:6]])
+    np.testing.assert_array_equal(segments[0], run.sampler.draw(run.span, int(stored.seeds[0])))
+    rescored = run.ensemble.score(segments, sample_rate_hz=TINY_RATE_HZ)
+    np.testing.assert_allclose(stored.targets[:6], rescored, atol=1e-6)
+    with pytest.raises(ValueError, match="other training tracks"):
+        LabelBank.load(tmp_path / "run" / BANK_FILE, n_labels=len(TINY_LABELS),
+                       fingerprint="another corpus")

@@ -60,6 +60,10 @@ def distill(
         "--steps", min=1, help="Total optimiser steps of the run (sets the LR schedule).")
     ] = 12000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
+    labels_per_step: Annotated[int, typer.Option(
+        "--labels-per-step", min=1, help="Segments the teachers label per step; the rest of "
+                                         "each batch is drawn again from the label bank "
+                                         "(--batch-size: every segment new).")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 1e-3,
     warmup_steps: Annotated[int, typer.Option(
         "--warmup-steps", min=0, help="Steps of linear learning-rate warm-up.")] = 300,
@@ -103,7 +107,8 @@ def distill(
                                sample_rate_hz=student_card.sample_rate_hz,
                                window_samples=student_card.window_samples,
                                cache_dir=str(cache_dir.resolve()) if cache_dir else "",
-                               total_steps=steps, batch_size=batch_size, lr=lr,
+                               total_steps=steps, batch_size=batch_size,
+                               labels_per_step=labels_per_step, lr=lr,
                                precision=precision, seed=seed, warmup_steps=warmup_steps,
                                temperature=temperature,
                                init=card_reference(init) if init else "")

@@ -31,66 +31,71 @@ class AugmentConfig:
 
 
 class SegmentSampler:
-    """Draws augmented segments from a list of tracks with its own seeded generator."""
+    """Draws augmented segments from a list of tracks; a segment is a pure function of its seed.
+
+    The label bank (:mod:`musictag.distill.bank`) stores seeds instead of audio, so drawing the
+    same seed again must give the same samples, bit for bit.
+    """
 
     def __init__(self, corpus: Corpus, tracks: list[CorpusTrack], *, sample_rate_hz: int,
-                 config: AugmentConfig, generator: np.random.Generator):
+                 config: AugmentConfig):
         self.corpus, self.tracks, self.rate = corpus, tracks, sample_rate_hz
-        self.config, self.rng = config, generator
+        self.config = config
         # Long tracks are drawn more often, but capped at 5 minutes so no album dominates.
         weights = np.array([min(t.n_samples, 300 * sample_rate_hz) for t in tracks], np.float64)
         self.probabilities = weights / weights.sum()
 
-    def raw(self, length: int) -> np.ndarray:
+    def raw(self, length: int, rng: np.random.Generator) -> np.ndarray:
         """An unaugmented segment that is not near-silent (after a few tries, whatever came)."""
         for _ in range(8):
-            track = self.tracks[self.rng.choice(len(self.tracks), p=self.probabilities)]
-            start = int(self.rng.integers(0, max(track.n_samples - length, 0) + 1))
+            track = self.tracks[rng.choice(len(self.tracks), p=self.probabilities)]
+            start = int(rng.integers(0, max(track.n_samples - length, 0) + 1))
             segment = self.corpus.segment(track, start, length)
             if np.sqrt(np.mean(segment**2)) >= MIN_RMS:
                 break
         return segment
 
-    def draw(self, length: int) -> np.ndarray:
-        config, rng = self.config, self.rng
-        segment = self._speed(length) if rng.random() < config.speed_probability \
-            else self.raw(length)
+    def draw(self, length: int, seed: int) -> np.ndarray:
+        """The augmented segment of ``length`` samples that ``seed`` stands for."""
+        config, rng = self.config, np.random.default_rng(seed)
+        segment = self._speed(length, rng) if rng.random() < config.speed_probability \
+            else self.raw(length, rng)
         if rng.random() < config.mix_probability:
-            other = self.raw(length)
+            other = self.raw(length, rng)
             level = 10 ** (rng.uniform(-9.0, 0.0) / 20)
             segment = 0.7 * segment + 0.7 * level * other
         if rng.random() < config.eq_probability:
-            segment = self._equalise(segment)
+            segment = self._equalise(segment, rng)
         if rng.random() < config.noise_probability:
-            segment = self._noise(segment)
+            segment = self._noise(segment, rng)
         segment = segment * 10 ** (rng.uniform(*config.gain_db) / 20)
         peak = np.abs(segment).max()
         return (segment / peak if peak > 1.0 else segment).astype(np.float32)
 
-    def _speed(self, length: int) -> np.ndarray:
-        factor = 1.0 + self.rng.uniform(-1.0, 1.0) * self.config.max_speed_change
-        source = self.raw(int(np.ceil(length * factor)) + 64)
+    def _speed(self, length: int, rng: np.random.Generator) -> np.ndarray:
+        factor = 1.0 + rng.uniform(-1.0, 1.0) * self.config.max_speed_change
+        source = self.raw(int(np.ceil(length * factor)) + 64, rng)
         changed = soxr.resample(source, self.rate * factor, self.rate, quality="HQ")
         return changed[:length] if len(changed) >= length else np.pad(
             changed, (0, length - len(changed)))
 
-    def _equalise(self, segment: np.ndarray) -> np.ndarray:
+    def _equalise(self, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A smooth random gain curve over log frequency (8 bands, +-eq_max_db)."""
         spectrum = np.fft.rfft(segment)
         freqs = np.fft.rfftfreq(len(segment), 1.0 / self.rate)
         band_edges = np.geomspace(30.0, self.rate / 2, 8)
-        gains_db = self.rng.uniform(-1.0, 1.0, 8) * self.config.eq_max_db
+        gains_db = rng.uniform(-1.0, 1.0, 8) * self.config.eq_max_db
         curve = np.interp(np.log(np.maximum(freqs, 30.0)), np.log(band_edges), gains_db)
         return np.fft.irfft(spectrum * 10 ** (curve / 20), n=len(segment)).astype(np.float32)
 
-    def _noise(self, segment: np.ndarray) -> np.ndarray:
+    def _noise(self, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """White or pink noise at a random signal-to-noise ratio."""
-        noise = self.rng.standard_normal(len(segment))
-        if self.rng.random() < 0.5:
+        noise = rng.standard_normal(len(segment))
+        if rng.random() < 0.5:
             spectrum = np.fft.rfft(noise)
             spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
             noise = np.fft.irfft(spectrum, n=len(segment))
-        snr_db = self.rng.uniform(*self.config.noise_snr_db)
+        snr_db = rng.uniform(*self.config.noise_snr_db)
         signal_rms = np.sqrt(np.mean(segment**2)) + 1e-9
         noise *= signal_rms / (np.sqrt(np.mean(noise**2)) + 1e-12) / 10 ** (snr_db / 20)
         return (segment + noise).astype(np.float32)

@@ -1,11 +1,12 @@
 """The distillation run: resumable training of a student on teacher-labelled augmented audio.
 
-Sessions on the project's machines end after three hours, so a run is a folder that can be
-continued at any time: ``config.json`` (fixed at the first start), ``checkpoint.pt`` (written
-atomically every few minutes and on Ctrl-C), ``log.csv`` (one line per logged step),
-``validation.jsonl`` (one line per validation; beside the held-out agreement, the same
-measure on a fixed sample of training tracks, whose gap to it tells whether the student needs
-more steps or more kinds of music) and the student card + weights of the latest
+Distillation takes many hours on a CPU, so a run is a folder that can be continued at any time:
+``config.json`` (fixed at the first start), ``checkpoint.pt`` (written atomically every few
+minutes and on Ctrl-C), ``bank.npz`` (the teacher-label bank: each labelled segment's seed and
+scores, so that a segment is labelled once and trained on several times), ``log.csv`` (one line
+per logged step), ``validation.jsonl`` (one line per validation; beside the held-out agreement,
+the same measure on a fixed sample of training tracks, whose gap to it tells whether the
+student needs more steps or more kinds of music) and the student card + weights of the latest
 validation, ready for ``musictag tag --model RUN/student.json``. The student is evaluated and
 exported from an exponential moving average of its weights, which tracks a good model at any
 point of a long learning-rate schedule.
@@ -30,16 +31,19 @@ import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
 from ..fileio import atomic_open
-from ..nets import build_model
+from ..nets import build_model, use_bf16_form
 from ..nets.registry import config_to_dict
 from ..nets.samplecnn import SampleCNNConfig
 from ..registry import get_card
 from ..training.model import load_init_weights
 from ..weights import save_weights
 from .augment import AugmentConfig, SegmentSampler
+from .bank import LabelBank, bank_fingerprint
 from .corpus import Corpus, CorpusTrack, build_cache
 from .teachers import TeacherEnsemble, centre
 from .validate import ValidationSet, agreement, build_validation_set, track_means
+
+BANK_FILE = "bank.npz"
 
 #: Called with an event name ("cache", "step", "validation") and its numbers.
 EventCallback = Callable[[str, dict[str, Any]], None]
@@ -57,6 +61,7 @@ class DistillConfig:
     sample_rate_hz: int = 22050
     window_samples: int = 59049
     batch_size: int = 16
+    labels_per_step: int = 4
     total_steps: int = 12000
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -148,10 +153,16 @@ class DistillRun:
         self.span = int(np.ceil(self.ensemble.span_s * config.sample_rate_hz))
         self.sampler = SegmentSampler(self.corpus, self.train_tracks,
                                       sample_rate_hz=config.sample_rate_hz,
-                                      config=config.augment, generator=self.generator)
+                                      config=config.augment)
+        self.bank = LabelBank(len(self.ensemble.labels), bank_fingerprint({
+            "tracks": [[t.path, t.n_samples] for t in self.train_tracks],
+            "augment": dataclasses.asdict(config.augment), "span": self.span,
+            "sample_rate_hz": config.sample_rate_hz, "teachers": self.ensemble.describe()}))
         self.student = build_model(config.student_arch)
         if config.init:
             load_init_weights(self.student, get_card(config.init), self.ensemble.labels)
+        if config.precision == "bf16":
+            use_bf16_form(self.student)
         self.ema = copy.deepcopy(self.student).eval()
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
@@ -183,10 +194,19 @@ class DistillRun:
     # --- training ------------------------------------------------------------------------------
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        segments = np.stack([self.sampler.draw(self.span) for _ in range(self.config.batch_size)])
-        targets = self.ensemble.score(segments, sample_rate_hz=self.config.sample_rate_hz)
-        inputs = np.stack([centre(s, self.config.window_samples) for s in segments])
-        return torch.from_numpy(inputs), torch.from_numpy(targets)
+        """``labels_per_step`` newly labelled segments (added to the bank), the rest of the
+        batch drawn from the bank and rebuilt from their seeds."""
+        config = self.config
+        fresh = min(config.labels_per_step, config.batch_size)
+        seeds = self.generator.integers(0, 2**62, size=fresh)
+        segments = [self.sampler.draw(self.span, int(seed)) for seed in seeds]
+        self.bank.add(seeds, self.ensemble.score(np.stack(segments),
+                                                 sample_rate_hz=config.sample_rate_hz))
+        reused = self.generator.integers(0, len(self.bank), size=config.batch_size - fresh)
+        segments += [self.sampler.draw(self.span, int(self.bank.seeds[i])) for i in reused]
+        rows = np.concatenate([np.arange(len(self.bank) - fresh, len(self.bank)), reused])
+        inputs = np.stack([centre(s, config.window_samples) for s in segments])
+        return torch.from_numpy(inputs), torch.from_numpy(self.bank.targets[rows])
 
     def _step(self, step: int) -> float:
         inputs, targets = self._batch()
@@ -215,9 +235,12 @@ class DistillRun:
                 averaged.copy_(current)
 
     def _save(self, step: int, elapsed_s: float) -> None:
+        """The bank first: a checkpoint never refers to entries that were not written."""
+        self.bank.save(self.run_dir / BANK_FILE)
         save_checkpoint(self.run_dir / "checkpoint.pt", model=self.student,
                         optimizer=self.optimizer, generator=self.generator,
-                        counters={"step": step, "elapsed_s": elapsed_s},
+                        counters={"step": step, "elapsed_s": elapsed_s,
+                                  "bank_size": len(self.bank)},
                         extra={"ema": self.ema.state_dict()})
 
     def _restore(self) -> tuple[int, float]:
@@ -227,6 +250,10 @@ class DistillRun:
         state = load_checkpoint(path, model=self.student, optimizer=self.optimizer,
                                 generator=self.generator)
         self.ema.load_state_dict(state["extra"]["ema"])
+        if state.get("bank_size"):
+            self.bank = LabelBank.load(self.run_dir / BANK_FILE, n_labels=self.bank.n_labels,
+                                       fingerprint=self.bank.fingerprint)
+            self.bank.truncate(int(state["bank_size"]))
         return int(state["step"]), float(state["elapsed_s"])
 
     # --- validation and export -----------------------------------------------------------------
