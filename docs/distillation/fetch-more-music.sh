@@ -5,21 +5,20 @@
 # against 0.95 on training packages), so it needed more kinds of music, not more steps.
 # Two tables, named by the stage that first trained on them (see README):
 #   4: 11 packages, the shipped default's fourth stage (1.7 GB of downloads, 0.4 GB kept);
-#   5: 12 more packages of game music (1.7 GB, 0.7 GB kept): the fifth-stage trial (not
+#   5: 11 more packages of game music (1.7 GB, 0.7 GB kept): the fifth-stage trial (not
 #      shipped) trained on them, and since the shipped default never heard them they are also
-#      its wider held-out set (`musictag agreement`, README);
-#   6: 0 A.D.'s score (1.4 GB of downloads, 0.2 GB kept): 61 tracks of world and ethnic music
-#      (Celtic, Greek, Egyptian, Indian, Japanese taiko; a few sung), kinds no other table
-#      holds: the sixth-stage trial (not shipped) trained on it.
+#      its wider held-out set (`musictag agreement`, README).
+# Some packages' audio belongs to the acceptance set that judges the default model and must
+# never reach a training corpus; they are not fetched here (one package left table 5, and
+# table 6 was removed).
 # Only each package's music is kept (the PATTERN below: its music folders), not sound effects;
-# game archives are unpacked first (.pk3 whole; a .zip only where ZIP_MEMBERS names its music,
-# since 0 A.D.'s public.zip holds 3.2 GB of everything).
-# Usage: bash fetch-more-music.sh DEST TABLE...   (TABLE: 4, 5 or 6; apt-get, unzip, root)
+# game archives (.pk3) are unpacked first.
+# Usage: bash fetch-more-music.sh DEST TABLE...   (TABLE: 4 or 5; apt-get, unzip, root)
 # Result: DEST/<package>/... audio files, each package's Debian copyright file as
 # DEST/<package>/COPYRIGHT, and DEST/manifest-more.tsv (path, package, version, licence file),
 # which lists what every call so far has fetched into DEST.
 set -euo pipefail
-USAGE="usage: fetch-more-music.sh DEST TABLE...  (TABLE: 4, 5 or 6)"
+USAGE="usage: fetch-more-music.sh DEST TABLE...  (TABLE: 4 or 5)"
 DEST=${1:?$USAGE}
 shift
 (($# > 0)) || { echo "fetch-more-music.sh: no TABLE given; $USAGE" >&2; exit 2; }
@@ -47,20 +46,14 @@ declare -A FIFTH_STAGE=(
   [warmux-data]='/music/'
   [pushover-data]='/themes/'
   [openclonk-data]='/Music.ocg/'
-  [asc-music]='/music/'
   [fillets-ng-data]='/music/'
 )
-declare -A SIXTH_STAGE=(
-  [0ad-data]='/audio/music/'                   # world / ethnic orchestral, CC-BY-SA-3.0
-)
-declare -A ZIP_MEMBERS=([0ad-data]='audio/music/*')
 declare -A PATTERN=()
 for table in "$@"; do
   case $table in
     4) for pkg in "${!FOURTH_STAGE[@]}"; do PATTERN[$pkg]=${FOURTH_STAGE[$pkg]}; done ;;
     5) for pkg in "${!FIFTH_STAGE[@]}"; do PATTERN[$pkg]=${FIFTH_STAGE[$pkg]}; done ;;
-    6) for pkg in "${!SIXTH_STAGE[@]}"; do PATTERN[$pkg]=${SIXTH_STAGE[$pkg]}; done ;;
-    *) echo "fetch-more-music.sh: TABLE must be 4, 5 or 6, not $table" >&2; exit 2 ;;
+    *) echo "fetch-more-music.sh: TABLE must be 4 or 5, not $table" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$DEST/.debs"
@@ -71,9 +64,6 @@ for deb in "$DEST"/.debs/*.deb; do
   pkg=$(dpkg-deb -f "$deb" Package); ver=$(dpkg-deb -f "$deb" Version)
   tmp=$(mktemp -d); dpkg-deb -x "$deb" "$tmp"
   find "$tmp" -name '*.pk3' -exec unzip -q -o {} -d "$tmp/pk3" \;
-  if [[ -n ${ZIP_MEMBERS[$pkg]:-} ]]; then
-    find "$tmp" -name '*.zip' -exec unzip -q -o {} "${ZIP_MEMBERS[$pkg]}" -d "$tmp/zip" \;
-  fi
   mkdir -p "$DEST/$pkg"
   cp "$tmp/usr/share/doc/$pkg/copyright" "$DEST/$pkg/COPYRIGHT" 2>/dev/null || true
   while IFS= read -r -d '' f; do
