@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +139,9 @@ def ogg_stream_ended(path: Path) -> bool:
 
 class _SoundfileReader:
     def __init__(self, path: Path):
-        self._file = soundfile.SoundFile(str(path))
+        # bytes: soundfile encodes a str name strictly, which fails for a name that is not
+        # valid UTF-8 (its undecodable bytes are surrogate escapes in the str)
+        self._file = soundfile.SoundFile(os.fsencode(path))
         frames = self._file.frames if self._file.frames > 0 else None
         if frames is not None and self._file.format == "WAV":
             frames = max(frames, wav_declared_frames(path) or 0)
@@ -201,6 +204,8 @@ def _open(path: Path) -> _SoundfileReader | _PyAVReader:
         raise AudioError(path, "no such file")
     if path.is_dir():
         raise AudioError(path, "is a directory")
+    if not path.is_file():  # checked before any open: opening a FIFO would wait for a writer
+        raise AudioError(path, f"not a regular file ({_file_kind(path.stat().st_mode)})")
     if path.stat().st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
     try:
@@ -218,6 +223,12 @@ def _open(path: Path) -> _SoundfileReader | _PyAVReader:
                   or type(ffmpeg_error).__name__)
         raise AudioError(path, f"not a decodable audio file (libsndfile: {first}; "
                                f"ffmpeg: {second})") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def _sndfile_reason(error: Exception) -> str:
@@ -374,12 +385,45 @@ def _at_starts(blocks: Iterable[np.ndarray], starts: list[int], window: int, rat
         yield buffer[len(buffer) - window:].copy()
 
 
-def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Files as given, and audio files under folders (recursive, sorted, audio extensions only)."""
+def find_audio_files(paths: Iterable[str | os.PathLike], *,
+                     on_error: Callable[[OSError], None] | None = None) -> Iterator[Path]:
+    """Files as given, and audio files under folders (recursive, sorted, audio extensions only).
+
+    Symlinked folders are followed, as a library spread over disks by links expects; each real
+    folder is walked once (over all of ``paths``), so a link back up the tree cannot loop and a
+    folder reached twice yields its files once, under the first path found in sorted order. A
+    folder that cannot be listed is skipped and its ``OSError`` (``filename`` names it) passed to
+    ``on_error``, or raised without one: a silently missing folder looks like a complete run.
+    """
+    seen: set[tuple[int, int]] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*")
-                              if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            yield from sorted(_audio_under(path, seen, on_error))
         else:
             yield path
+
+
+def _audio_under(folder: Path, seen: set[tuple[int, int]],
+                 on_error: Callable[[OSError], None] | None) -> Iterator[Path]:
+    def report(error: OSError) -> None:
+        if on_error is None:
+            raise error
+        on_error(error)
+
+    for root, folders, files in os.walk(folder, onerror=report, followlinks=True):
+        try:
+            status = os.stat(root)
+        except OSError as error:
+            report(error)
+            folders.clear()
+            continue
+        if (status.st_dev, status.st_ino) in seen:
+            folders.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        folders.sort()
+        for name in files:
+            candidate = Path(root, name)
+            if candidate.suffix.lower() in AUDIO_EXTENSIONS and candidate.is_file():
+                yield candidate

@@ -2,17 +2,30 @@
 
 Records stream out as files finish, so a pipe sees results at once and a long run holds no list of
 them. csv/tsv are "tidy": one row per (file, tag), which spreadsheets and pandas read directly.
+
+A file name that is not valid UTF-8 is written losslessly: in json/jsonl its undecodable bytes are
+``\\udcXX`` escapes (:func:`musictag.fileio.json_dumps`); in csv/tsv and the table they are the
+name's own bytes, as ``ls`` prints them (the stream is opened with ``errors="surrogateescape"``,
+see :data:`PATH_ERRORS`), so ``open(f, errors="surrogateescape")`` reads the same name back.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import os
 from typing import IO, Any
 
+from .fileio import json_dumps
 from .inference import TagResult
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
+#: The ``errors`` handler for every text stream results go to: undecodable file-name bytes
+#: (lone surrogates) are written back as the bytes they stand for.
+PATH_ERRORS = "surrogateescape"
+#: How each kind of file musictag writes begins: a jsonl record or log line, a json array, the
+#: csv and tsv headers, a table's top-left corner.
+_RESULT_STARTS = (b'{"path": ', b'[\n{\n  "path": ', b"[]\n", b"path,rank,tag,score\n",
+                  b"path\trank\ttag\tscore\n", "\u250f".encode())
 
 
 def result_record(result: TagResult, *, model: str, tags: list[tuple[str, float]],
@@ -47,10 +60,9 @@ class RecordWriter:
             for rank, item in enumerate(record["tags"], start=1):
                 self._csv.writerow([record["path"], rank, item["tag"], f"{item['score']:.6f}"])
         elif self.fmt == "jsonl":
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stream.write(json_dumps(record) + "\n")
         else:
-            self.stream.write(("[\n" if self.count == 0 else ",\n") +
-                              json.dumps(record, ensure_ascii=False, indent=2))
+            self.stream.write(("[\n" if self.count == 0 else ",\n") + json_dumps(record, indent=2))
         self.count += 1
         self.stream.flush()
 
@@ -58,3 +70,14 @@ class RecordWriter:
         if self.fmt == "json":
             self.stream.write("[]\n" if self.count == 0 else "\n]\n")
             self.stream.flush()
+
+
+def is_results_file(path: str | os.PathLike) -> bool:
+    """Whether an existing file is empty or begins as musictag's results and logs begin.
+
+    ``--output`` replaces or appends to its file; anything else found there (an audio file named
+    by mistake, say) must be refused rather than destroyed.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    return not head or head.startswith(_RESULT_STARTS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,16 @@ def models_dir() -> Path:
     """Shipped cards: ``musictag/_models`` in a wheel, ``models/`` in a checkout."""
     packaged = Path(__file__).resolve().parent / "_models"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
+
+
+#: The JSON type every card field must have (bool is refused where a number belongs), and the
+#: JSON names of those types for the error.
+_JSON_NAMES = {str: "string", dict: "object", list: "array", int: "integer"}
+_FIELD_TYPES: dict[str, type] = {
+    "name": str, "arch": dict, "labels": list, "sample_rate_hz": int, "window_samples": int,
+    "weights": dict, "averaging": dict, "description": str, "training_data": str, "source": str,
+    "licence": str, "licence_notice": str, "reported": dict, "provenance": dict,
+}
 
 
 class UnknownModelError(LookupError):
@@ -54,11 +64,31 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, home: Path | None = None) -> ModelCard:
-        known = {f for f in cls.__dataclass_fields__ if f != "home"}
-        unknown = sorted(set(data) - known)
+        """A card from its JSON; ``ValueError`` names what is missing or of the wrong type.
+
+        Cards come from users too (``--model my.json``), so a bad one must give that one line,
+        not a ``TypeError`` from the constructor or later from the model builder.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a model card is a JSON object, not {type(data).__name__}")
+        name = data.get("name", "?")
+        unknown = sorted(set(data) - set(_FIELD_TYPES))
         if unknown:
-            raise ValueError(f"model card {data.get('name', '?')!r} has unknown field(s) "
-                             f"{', '.join(unknown)}")
+            raise ValueError(f"model card {name!r} has unknown field(s) {', '.join(unknown)}")
+        missing = [f.name for f in fields(cls) if f.name in _FIELD_TYPES and f.name not in data
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ValueError(f"model card {name!r} lacks field(s) {', '.join(missing)}")
+        for key, value in data.items():
+            wanted = _FIELD_TYPES[key]
+            if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+                raise ValueError(f"model card {name!r}: {key} must be a JSON "
+                                 f"{_JSON_NAMES[wanted]}, not {json.dumps(value)[:40]}")
+        if not all(isinstance(label, str) for label in data["labels"]):
+            raise ValueError(f"model card {name!r}: labels must be strings")
+        if data["sample_rate_hz"] <= 0 or data["window_samples"] <= 0:
+            raise ValueError(f"model card {name!r}: sample_rate_hz and window_samples must be "
+                             "positive")
         card = cls(**data, home=home)
         if len(card.labels) != card.arch.get("n_classes", len(card.labels)):
             raise ValueError(f"model card {card.name!r}: {len(card.labels)} labels for "

@@ -172,7 +172,8 @@ def test_output_file_is_written_whole(tiny_model, music, tmp_path, fmt):
 def test_output_file_is_untouched_when_the_run_dies(tiny_model, music, tmp_path, monkeypatch):
     """A crash after the first file leaves the old --output file as it was, and no temporary."""
     target = tmp_path / "out.csv"
-    target.write_text("previous results\n")
+    previous = "path,rank,tag,score\nold.wav,1,tag00,0.900000\n"  # an earlier run's
+    target.write_text(previous)
     real_predict, calls = Tagger.predict, []
 
     def dies_in_the_second_file(self, windows):
@@ -184,7 +185,7 @@ def test_output_file_is_untouched_when_the_run_dies(tiny_model, music, tmp_path,
     monkeypatch.setattr(Tagger, "predict", dies_in_the_second_file)
     result = tag(*tracks(music), "-f", "csv", "-b", "1", "--output", target)
     assert result.exit_code != 0 and len(calls) == 5
-    assert target.read_text() == "previous results\n"
+    assert target.read_text() == previous
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
@@ -360,3 +361,198 @@ def test_tag_many_matches_tag(tiny_model, music, bad_batch):
     assert isinstance(results[3][1], musictag.audio.AudioError)
     for path, result in results[:3] + results[4:]:
         np.testing.assert_allclose(result.scores, tagger.tag(path).scores, atol=1e-6)
+
+
+# --- issue 21: hostile inputs -------------------------------------------------------------------
+
+def errors(stderr: str) -> list[str]:
+    """The error lines (warnings, about weights say, may come too)."""
+    return [line for line in stderr.splitlines() if line.startswith("musictag: error:")]
+
+
+def undecodable(folder: Path) -> tuple[Path, Path]:
+    """A good track and a copy whose name is not valid UTF-8 (byte 0xff), as Python names it."""
+    folder.mkdir(exist_ok=True)
+    good = write_audio(folder / "a.wav", tone(2.0, RATE), RATE)
+    odd = Path(os.fsdecode(os.fsencode(folder) + b"/b_\xff.wav"))
+    shutil.copy(good, odd)
+    return good, odd
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv", "table"])
+def test_a_file_name_that_is_not_utf8_is_tagged_and_written_losslessly(tiny_model, tmp_path,
+                                                                       fmt, monkeypatch):
+    """Issue 21.1: JSON holds its bytes as \\udcff escapes; csv, tsv and the table the bytes."""
+    monkeypatch.chdir(tmp_path)  # short paths: the table folds long ones
+    good, odd = (path.relative_to(tmp_path) for path in undecodable(tmp_path / "d"))
+    result = tag("d", "-f", fmt)
+    assert result.exit_code == 0, result.stderr
+    raw = result.stdout_bytes
+    if fmt == "jsonl":
+        paths = [json.loads(line)["path"] for line in raw.splitlines()]
+    elif fmt == "json":
+        paths = [record["path"] for record in json.loads(raw)]
+    else:
+        assert os.fsencode(odd) in raw and os.fsencode(good) in raw
+        return
+    assert paths == [str(good), str(odd)]
+    assert os.fsencode(paths[1]).endswith(b"/b_\xff.wav")
+    assert b"\\udcff" in raw  # the escape, which is UTF-8, not the raw byte
+    raw.decode("utf-8")
+
+
+def test_a_file_name_that_is_not_utf8_is_logged_and_resumed(tiny_model, tmp_path):
+    _, odd = undecodable(tmp_path / "d")
+    log = tmp_path / "r.jsonl"
+    first = tag(tmp_path / "d", "-o", log, "--resume")
+    assert first.exit_code == 0, first.stderr
+    assert [json.loads(line)["path"] for line in log.read_text().splitlines()][1] == str(odd)
+    again = tag(tmp_path / "d", "-o", log, "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert "2 of 2 files already done" in again.stderr
+
+
+def test_stdin_paths_keep_their_spaces_and_odd_bytes(tiny_model, tmp_path):
+    """Issue 21.10: only the line ending (\\n, or \\r\\n) is taken off a stdin line."""
+    spaced = write_audio(tmp_path / " spaced .wav", tone(2.0, RATE), RATE)
+    _, odd = undecodable(tmp_path)
+    listing = os.fsencode(spaced) + b"\r\n\n" + os.fsencode(odd) + b"\n"
+    result = CliRunner().invoke(app, ["tag", "--model", "tiny-test", "-", "-f", "jsonl"],
+                                input=listing)
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(spaced),
+                                                                                 str(odd)]
+
+
+def test_a_fifo_is_named_as_one_not_as_an_empty_file(tiny_model, music, tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    result = tag(tracks(music)[0], fifo, "-f", "jsonl")
+    assert result.exit_code == 1
+    assert f"{fifo}: not a regular file (FIFO)" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_symlinked_folders_are_followed_once_and_loops_end(tiny_model, tmp_path):
+    """Issue 21.5: a linked folder is tagged; a link back up or a second link adds nothing."""
+    outside, library = tmp_path / "elsewhere" / "album", tmp_path / "lib"
+    outside.mkdir(parents=True)
+    (library / "own").mkdir(parents=True)
+    write_audio(outside / "x.wav", tone(2.0, RATE), RATE)
+    own = write_audio(library / "own" / "y.wav", tone(2.0, RATE), RATE)
+    (library / "album").symlink_to(outside)
+    (library / "same-album").symlink_to(outside)
+    (library / "own" / "loop").symlink_to(library)
+    result = tag(library, "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    paths = [json.loads(line)["path"] for line in result.stdout.splitlines()]
+    assert sorted(paths) == [str(library / "album" / "x.wav"), str(own)]
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_fails_the_run(tiny_model, tmp_path,
+                                                                      monkeypatch):
+    library, locked = tmp_path / "lib", tmp_path / "lib" / "locked"
+    (library / "open").mkdir(parents=True)
+    locked.mkdir()
+    write_audio(library / "open" / "a.wav", tone(2.0, RATE), RATE)
+    write_audio(locked / "b.wav", tone(2.0, RATE), RATE)
+    real_scandir = os.scandir
+
+    def refuse_locked(path="."):  # chmod 000 does not stop root, who may run this suite
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    result = tag(library, "-f", "jsonl")
+    assert result.exit_code == 1
+    assert f"musictag: {locked}: cannot list this folder (Permission denied)" in result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [
+        str(library / "open" / "a.wav")]
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+def test_an_output_that_is_not_musictags_is_refused_untouched(tiny_model, music, tmp_path,
+                                                              resume):
+    """Issue 21.4: `--output a.flac` named an audio file and destroyed it."""
+    victim = tmp_path / "a.flac"
+    shutil.copy(tracks(music)[1], victim)
+    before = victim.read_bytes()
+    result = tag(tracks(music)[0], "--output", victim, *resume)
+    assert result.exit_code == 2
+    assert errors(result.stderr) == [(f"musictag: error: {victim}: exists and is not a musictag "
+                                      "log or result file; not overwriting it")]
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv", "table"])
+def test_an_output_musictag_wrote_may_be_replaced(tiny_model, music, tmp_path, fmt):
+    target = tmp_path / f"out.{fmt}"
+    for _ in range(2):
+        result = tag(tracks(music)[0], "-f", fmt, "--output", target)
+        assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"tag00": null}', "the threshold of 'tag00' is null, not a number from 0 to 1"),
+    ('{"tag00": NaN}', "the threshold of 'tag00' is NaN, not a number from 0 to 1"),
+    ('{"tag00": 1.5}', "the threshold of 'tag00' is 1.5, not a number from 0 to 1"),
+    ('{"tag00": true}', "the threshold of 'tag00' is true"),
+    ('{"tag00": 0.5, "rock": 0.5}', "the model has no tag 'rock' (its tags: tag00, tag01,"),
+])
+def test_bad_thresholds_files_are_one_line_errors(tiny_model, music, tmp_path, content,
+                                                  message):
+    """Issue 21.8: null raised a TypeError; NaN and unknown tags passed silently."""
+    limits = tmp_path / "limits.json"
+    limits.write_text(content)
+    result = tag(tracks(music)[0], "--thresholds", limits)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    [line] = errors(result.stderr)
+    assert line.startswith(f"musictag: error: {limits}: ") and message in line
+
+
+@pytest.mark.parametrize("card, message", [
+    ({"name": "x"}, "model card 'x' lacks field(s) arch, labels, sample_rate_hz, "
+                    "window_samples, weights"),
+    ([1, 2], "a model card is a JSON object, not list"),
+    ({"name": "x", "arch": {}, "labels": "rock", "sample_rate_hz": 8000,
+      "window_samples": 100, "weights": {}}, "model card 'x': labels must be a JSON array"),
+    ({"name": "x", "arch": {}, "labels": [], "sample_rate_hz": 0, "window_samples": 100,
+      "weights": {}}, "must be positive"),
+])
+def test_a_broken_card_file_is_a_one_line_error(tiny_model, music, tmp_path, card, message):
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    result = invoke("tag", tracks(music)[0], "--model", path)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    [line] = errors(result.stderr)
+    assert message in line
+
+
+def test_an_output_folder_is_refused_before_tagging(tiny_model, music, tmp_path, monkeypatch):
+    monkeypatch.setattr(Tagger, "predict", lambda self, windows: pytest.fail("tagged"))
+    result = tag(tracks(music)[0], "--output", tmp_path, "--format", "json")
+    assert result.exit_code == 2
+    assert errors(result.stderr) == [f"musictag: error: {tmp_path}: is a folder; --output "
+                                     "names a file"]
+
+
+def test_a_full_disk_under_the_log_is_one_line(tiny_model, music, tmp_path, monkeypatch):
+    from musictag.library import runlog
+
+    monkeypatch.setattr(runlog.os, "write", lambda fd, data: len(data) // 2)
+    log = tmp_path / "r.jsonl"
+    result = tag(*tracks(music), "--output", log)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    [line] = errors(result.stderr)
+    assert line.startswith(f"musictag: error: {log}: cannot write the results (short write")
+
+
+def test_closed_stdout_is_a_one_line_error(tiny_model, music):
+    done = subprocess.run([sys.executable, "-m", "musictag", "tag", "--model", "tiny-test",
+                           str(tracks(music)[0])], preexec_fn=lambda: os.close(1),
+                          capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120,
+                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2
+    assert errors(done.stderr) == ["musictag: error: stdout is closed; give --output FILE"]
+    assert "Traceback" not in done.stderr

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RATE_HZ, tone, write_audio
+from conftest import TINY_RATE_HZ, tone, write_audio, write_tiny_model
 from typer.testing import CliRunner
 
+from musictag import inference
 from musictag.cli import app
-from musictag.library.runlog import FileKey, RunLog, read_records
+from musictag.library.runlog import FileKey, LogInUseError, RunLog, read_records
 
 
 def make_library(folder: Path, n_files: int, seconds: float = 3.0) -> list[Path]:
@@ -115,13 +116,14 @@ def test_failed_files_are_retried_only_when_asked(tiny_model, tmp_path):
     assert "error" not in log_lines(log)[-1] and log_lines(log)[-1]["path"] == str(broken)
 
 
-def test_second_run_skips_everything_without_loading_a_model(tiny_model, tmp_path):
+def test_second_run_skips_everything_without_loading_a_model(tiny_model, tmp_path,
+                                                            monkeypatch):
     make_library(tmp_path / "music", 3)
     log = tmp_path / "r.jsonl"
     assert tag(tmp_path / "music", "--output", log).exit_code == 0
     before = log.read_bytes()
-    second = CliRunner().invoke(app, ["tag", str(tmp_path / "music"), "--model", "no-such-model",
-                                      "--output", str(log), "--resume"])
+    monkeypatch.setattr(inference, "make_backend", lambda *a, **k: pytest.fail("model loaded"))
+    second = tag(tmp_path / "music", "--output", log, "--resume")
     assert second.exit_code == 0, second.stderr
     assert "3 of 3 files already done" in second.stderr
     assert log.read_bytes() == before
@@ -136,6 +138,38 @@ def test_resume_refuses_a_log_of_another_model(tiny_model, tmp_path):
     log.write_text(json.dumps(records[0]) + "\n")
     refused = tag(tmp_path / "music", "--output", log, "--resume")
     assert refused.exit_code == 2 and "some-other-model" in refused.stderr
+
+
+def test_resume_refuses_a_finished_log_of_another_model(tiny_model, tmp_path):
+    """Issue 21.6: with nothing left to do, the model check used to be skipped (exit 0)."""
+    make_library(tmp_path / "music", 2)
+    log = tmp_path / "r.jsonl"
+    assert tag(tmp_path / "music", "--output", log).exit_code == 0
+    other = write_tiny_model(tmp_path / "cards", name="tiny-other")
+    before = log.read_bytes()
+    refused = CliRunner().invoke(app, ["tag", str(tmp_path / "music"), "--model", str(other),
+                                       "--output", str(log), "--resume"])
+    assert refused.exit_code == 2
+    assert (f"{log} holds results of tiny-test, not tiny-other" in refused.stderr
+            and "already done" not in refused.stderr)
+    assert log.read_bytes() == before
+
+
+def test_a_second_run_on_a_log_in_use_stops(tiny_model, tmp_path):
+    """Issue 21.9: two runs on one log tagged every file twice; the log's lock stops the second."""
+    make_library(tmp_path / "music", 2)
+    path = tmp_path / "r.jsonl"
+    with RunLog(path, resume=False).open() as first:
+        first.append({"path": "x.wav", "size": 1, "mtime_ns": 1, "error": "in progress"})
+        for options in ([], ["--resume"]):
+            second = tag(tmp_path / "music", "--output", path, *options)
+            assert second.exit_code == 2
+            assert (f"{path}: another musictag run is writing this log (it holds the log's "
+                    "lock)") in second.stderr
+        with pytest.raises(LogInUseError):
+            RunLog(path, resume=True).open()
+    assert [r["path"] for r in log_lines(path)] == ["x.wav"]  # not cut by the refused runs
+    assert tag(tmp_path / "music", "--output", path, "--resume").exit_code == 0  # lock released
 
 
 @pytest.mark.parametrize("options, message", [

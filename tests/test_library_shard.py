@@ -72,3 +72,20 @@ def test_merge_shards_names_a_missing_log(tmp_path):
     result = CliRunner().invoke(app, ["merge-shards", str(tmp_path / "nope.jsonl"), "-o",
                                       str(tmp_path / "all.jsonl")])
     assert result.exit_code == 2 and "nope.jsonl: no such file" in result.stderr
+
+
+def test_merge_shards_refuses_logs_of_different_models(tmp_path):
+    """Issue 21.9: shards of two models were mixed into one file without a word."""
+    first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    first.write_text('{"path": "a", "model": "samplecnn", "tags": []}\n')
+    second.write_text('{"path": "c", "error": "broken"}\n'
+                      '{"path": "b", "model": "musicnn-mtt-musicnn", "tags": []}\n')
+    with pytest.raises(ValueError, match="musicnn-mtt-musicnn .*2.jsonl.*samplecnn .*1.jsonl"):
+        merge_shards([first, second])
+    result = CliRunner().invoke(app, ["merge-shards", str(first), str(second), "-o",
+                                      str(tmp_path / "all.jsonl")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"musictag: error: the logs hold results of different models: musicnn-mtt-musicnn "
+        f"({second}), samplecnn ({first})")
+    assert not (tmp_path / "all.jsonl").exists()

@@ -15,6 +15,7 @@ from mutagen.id3 import COMM, TCON, TIT2, TPE1, TXXX
 from mutagen.mp4 import MP4FreeForm
 from typer.testing import CliRunner
 
+from musictag import fileio
 from musictag.cli import app
 from musictag.library.tagwriter import TagWriteError, write_tags
 
@@ -162,3 +163,14 @@ def test_unwritable_files_are_one_line_errors(tmp_path):
         write_tags(path, ["rock"])
     with pytest.raises(ValueError, match="tag field"):
         write_tags(path, ["rock"], field="A=B")
+
+
+def test_write_tags_removes_what_a_killed_write_left(tiny_model, tmp_path, monkeypatch):
+    """Issue 21.9: the temporary of a write killed mid-copy goes with the next write there."""
+    path = write_audio(tmp_path / "a.flac", tone(2.0, TINY_RATE_HZ), TINY_RATE_HZ)
+    leftover = tmp_path / ".a.flac.x8_4kq0z.tmp"
+    leftover.write_bytes(path.read_bytes()[:100])
+    monkeypatch.setattr(fileio, "STALE_AFTER_S", 0.0)  # as if it had lain there for long
+    result = CliRunner().invoke(app, ["tag", str(path), "--model", "tiny-test", "--write-tags"])
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac"]

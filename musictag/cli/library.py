@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -22,11 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..audio import AudioError
-from ..fileio import atomic_open
+from ..fileio import atomic_open, json_dumps, remove_stale_temporaries
 from ..library.embed import EmbeddingIndex
-from ..library.runlog import FileKey, RunLog
+from ..library.runlog import FileKey, LogInUseError, RunLog
 from ..library.shard import count_failures, merge_shards, parse_shard, select_shard
 from ..library.tagwriter import DEFAULT_FIELD, check_field, write_tags
+from ..output import PATH_ERRORS, is_results_file
 from .app import (
     EXIT_SOME_FAILED,
     BatchSizeOption,
@@ -42,6 +44,8 @@ from .app import (
     stderr,
 )
 from .loading import open_tagger
+
+log = logging.getLogger(__name__)
 
 ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Keep the --output JSONL log and skip the files it records (same path, "
@@ -77,6 +81,8 @@ class LibraryRun:
     dry_run: bool = False
     failed_earlier: int = 0
     quiet: bool = False
+    #: Folders already cleared of stale temporaries from tag writes that a killed run left.
+    swept: set[Path] = field(default_factory=set)
 
     @classmethod
     def start(cls, *, output: Path | None, fmt: str, resume: bool, retry_failed: bool,
@@ -90,6 +96,8 @@ class LibraryRun:
             fail("--retry-failed works on an earlier log: add --resume")
         if (tag_field is not None or id3v23) and not (write_tags or dry_run):
             fail("--tag-field and --id3v23 only apply with --write-tags")
+        if output is not None:
+            check_output(output)
         try:
             parsed = parse_shard(shard) if shard is not None else None
             name = check_field(tag_field or DEFAULT_FIELD) if write_tags or dry_run else None
@@ -98,8 +106,27 @@ class LibraryRun:
             fail(str(error))
         return cls(output, fmt, log, parsed, retry_failed, name, id3v23, dry_run, quiet=quiet)
 
-    def select(self, files: list[Path]) -> list[Path]:
-        """This shard's files less those the log has done; exits when none is left to do."""
+    def check_model(self, name: Callable[[], str]) -> None:
+        """Exit 2 when the log being resumed holds results of a model other than ``name()``.
+
+        Checked before :meth:`select`, so a finished log is refused too rather than reported
+        done: mixing two models' scores in one log would go unnoticed. ``name`` is only called
+        when the log holds results, so that a fresh run reads no card here.
+        """
+        if self.log is None or not self.log.models:
+            return
+        model = name()
+        others = self.log.models - {model}
+        if others:
+            fail(f"{self.output} holds results of {', '.join(sorted(others))}, not {model}; "
+                 "resume with that model or write to another file")
+
+    def select(self, files: list[Path], *, unlisted_folders: int = 0) -> list[Path]:
+        """This shard's files less those the log has done; exits when none is left to do.
+
+        That exit is 1, not 0, when the log records failures or ``unlisted_folders`` (folders
+        that could not be listed, so their files are missing from ``files``) is not 0.
+        """
         files = list(dict.fromkeys(files))
         if self.shard:
             files = select_shard(files, *self.shard)
@@ -124,23 +151,25 @@ class LibraryRun:
             stderr.print(f"{self.output}: {skipped} of {len(files)} files already done"
                          f"{failures}", markup=False, highlight=False, soft_wrap=True)
         if not todo:
-            raise typer.Exit(EXIT_SOME_FAILED if self.failed_earlier else 0)
+            raise typer.Exit(EXIT_SOME_FAILED if self.failed_earlier or unlisted_folders else 0)
         return todo
 
     @contextlib.contextmanager
-    def open_output(self, model: str) -> Iterator[IO[str]]:
-        """The --output stream: the durable log for jsonl, an atomically written file otherwise."""
+    def open_output(self) -> Iterator[IO[str]]:
+        """The --output stream: the durable log for jsonl, an atomically written file otherwise.
+
+        The log is locked while open: a second run on it exits 2 instead of tagging every file
+        again.
+        """
         assert self.output is not None
         if self.log is None:
-            with atomic_open(self.output, "w", encoding="utf-8") as stream:
+            with atomic_open(self.output, "w", encoding="utf-8", errors=PATH_ERRORS) as stream:
                 yield stream
             return
-        others = self.log.models - {model}
-        if others:
-            fail(f"{self.output} holds results of {', '.join(sorted(others))}, not {model}; "
-                 "resume with that model or write to another file")
         try:
             self.log.open()
+        except LogInUseError as error:
+            fail(str(error))
         except OSError as error:
             fail(f"{self.output}: cannot write ({error.strerror or error})")
         with self.log:
@@ -153,6 +182,8 @@ class LibraryRun:
         metadata cannot be written; the record is then not logged as done.
         """
         if self.tag_field is not None:
+            if not self.dry_run:
+                self._sweep(Path(os.path.realpath(path)).parent)
             values = [item["tag"] for item in record["tags"]]
             change = write_tags(path, values, field=self.tag_field, id3v23=self.id3v23,
                                 dry_run=self.dry_run)
@@ -166,6 +197,15 @@ class LibraryRun:
             except OSError as error:
                 raise AudioError(path, f"vanished while being tagged ({error})") from None
 
+    def _sweep(self, folder: Path) -> None:
+        """Once per folder: remove the temporaries of tag writes that a killed run left there."""
+        if folder in self.swept:
+            return
+        self.swept.add(folder)
+        with contextlib.suppress(OSError):  # an unlistable folder: writing its tags will say why
+            for leftover in remove_stale_temporaries(folder):
+                log.info("removed %s, left by an interrupted tag write", leftover)
+
     def failed(self, path: Path, error: AudioError) -> None:
         if self.log is None:
             return
@@ -175,6 +215,21 @@ class LibraryRun:
             self.log.append({"path": str(path), "error": error.reason})
         else:
             self.log.append_failure(key, error.reason)
+
+
+def check_output(output: Path) -> None:
+    """Exit 2, before any work, when ``output`` names a folder or a file musictag did not write.
+
+    Results replace the file (or, with --resume, are appended to it): an audio file named by a
+    slip of the keyboard would be destroyed, and a folder would fail only once all is tagged.
+    """
+    try:
+        if output.is_dir():
+            fail(f"{output}: is a folder; --output names a file")
+        if output.is_file() and not is_results_file(output):
+            fail(f"{output}: exists and is not a musictag log or result file; not overwriting it")
+    except OSError as error:
+        fail(f"{output}: cannot read ({error.strerror or error})")
 
 
 MergeOutputOption = Annotated[Path, typer.Option(
@@ -187,14 +242,21 @@ def merge_shards_command(
         help="Result logs of `musictag tag --output` (one per shard), in the order written.")],
     output: MergeOutputOption,
 ) -> None:
-    """Join shard logs into one JSONL file: one record per file, sorted by path."""
+    """Join shard logs into one JSONL file: one record per file, sorted by path.
+
+    Logs of different models are refused (exit 2): their scores cannot be compared.
+    """
     for log_path in logs:
         if not log_path.is_file():
             fail(f"{log_path}: no such file")
-    records = merge_shards(logs)
+    check_output(output)
+    try:
+        records = merge_shards(logs)
+    except ValueError as error:
+        fail(str(error))
     with atomic_open(output, "w", encoding="utf-8") as stream:
         for record in records:
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            stream.write(json_dumps(record) + "\n")
     failures = count_failures(records)
     stderr.print(f"{output}: {len(records)} files from {len(logs)} logs"
                  + (f", {failures} of them failed" if failures else ""),
@@ -230,11 +292,10 @@ def embed(
     from .tag import collect_paths  # tag.py imports this module for its options
 
     setup_logging(verbose)
-    files = collect_paths(paths)
+    files, failed = collect_paths(paths)  # unlisted folders count as failures
     if not files:
         fail("no audio files found in the given paths")
     tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
-    failed = 0
 
     def vectors() -> Iterator[tuple[str, Any]]:
         nonlocal failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hub import ModelUnavailableError
-from ..inference import Tagger, load_tagger
+from ..inference import Tagger, load_tagger, resolve_card
 from ..registry import UnknownModelError
 from .app import fail
 
@@ -13,5 +13,16 @@ from .app import fail
 def open_tagger(model: str | None, weights: Path | None, **options) -> Tagger:
     try:
         return load_tagger(model, weights=weights, **options)
+    except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
+        fail(str(error.args[0]) if error.args else str(error))
+
+
+def card_name(model: str | None, weights: Path | None) -> str:
+    """The name of the card that ``open_tagger(model, weights)`` tags with, found without
+    building the model (an exported .onnx file keeps its card inside, so that one is opened)."""
+    if model is None and weights is not None and weights.suffix.lower() == ".onnx":
+        return open_tagger(None, weights).card.name
+    try:
+        return resolve_card(model, weights).name
     except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
         fail(str(error.args[0]) if error.args else str(error))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from ..audio import AudioError, find_audio_files
 from ..inference import BACKENDS, Tagger, TagResult
-from ..output import MACHINE_FORMATS, RecordWriter, result_record
+from ..output import MACHINE_FORMATS, PATH_ERRORS, RecordWriter, result_record
 from .app import (
     EXIT_SOME_FAILED,
     BatchSizeOption,
@@ -41,7 +42,7 @@ from .library import (
     TagFieldOption,
     WriteTagsOption,
 )
-from .loading import open_tagger
+from .loading import card_name, open_tagger
 
 BackendOption = Annotated[str, typer.Option(
     "--backend", help=f"{'|'.join(BACKENDS)}: auto runs onnxruntime when the model has an "
@@ -55,22 +56,59 @@ ThreadsOption = Annotated[int | None, typer.Option(
 
 
 def read_thresholds(path: Path) -> dict[str, float]:
+    """The --thresholds file: a JSON object of tag -> a number from 0 to 1, or exit 2.
+
+    ``null`` used to end in a traceback, and NaN would pass no score: a tag that silently never
+    appears. Whether the tags are the model's is checked once it is loaded (:func:`check_tags`).
+    """
     try:
         data = json.loads(path.read_text())
-        return {str(tag): float(value) for tag, value in data.items()}
-    except (OSError, ValueError, AttributeError) as error:
+    except (OSError, ValueError) as error:
         fail(f"{path}: not a JSON object of tag -> threshold ({error})")
+    if not isinstance(data, dict):
+        fail(f"{path}: not a JSON object of tag -> threshold")
+    for tag, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            fail(f"{path}: the threshold of {tag!r} is {json.dumps(value)}, not a number "
+                 "from 0 to 1")
+    return {tag: float(value) for tag, value in data.items()}
 
 
-def collect_paths(arguments: list[str]) -> list[Path]:
-    """Arguments with ``-`` replaced by the paths read from stdin, folders expanded."""
+def check_tags(limits: dict[str, float], labels: list[str], path: Path) -> None:
+    """Exit 2 when the thresholds name a tag the model lacks: a misspelt tag would never be
+    chosen, and with --write-tags it would quietly empty the field."""
+    unknown = sorted(set(limits) - set(labels))
+    if unknown:
+        fail(f"{path}: the model has no tag {', '.join(map(repr, unknown))} "
+             f"(its tags: {', '.join(labels)})")
+
+
+def collect_paths(arguments: list[str]) -> tuple[list[Path], int]:
+    """Arguments with ``-`` replaced by the paths read from stdin, folders expanded; and how many
+    folders could not be listed, each named on stderr (the run then exits 1, not 0).
+
+    A stdin line loses only its line ending, since a file name may begin or end with spaces, and
+    is decoded as the file system's names are (``os.fsdecode``), so a name that is not UTF-8
+    still names its file.
+    """
     expanded: list[str] = []
     for argument in arguments:
         if argument == "-":
-            expanded.extend(line.strip() for line in sys.stdin if line.strip())
+            if sys.stdin is None:
+                fail("stdin is closed; nothing to read paths from")
+            lines = (line.removesuffix(b"\n").removesuffix(b"\r") for line in sys.stdin.buffer)
+            expanded.extend(os.fsdecode(line) for line in lines if line)
         else:
             expanded.append(argument)
-    return list(find_audio_files(expanded))
+    unlisted: list[OSError] = []
+
+    def report(error: OSError) -> None:
+        unlisted.append(error)
+        stderr.print(f"musictag: {error.filename}: cannot list this folder "
+                     f"({error.strerror or error})", markup=False, highlight=False,
+                     soft_wrap=True)
+
+    return list(find_audio_files(expanded, on_error=report)), len(unlisted)
 
 
 def render_table(records: list[dict]) -> Table:
@@ -121,29 +159,38 @@ def tag(
 ) -> None:
     """Tag audio files and print their top tags."""
     setup_logging(verbose)
-    fmt = fmt or ("table" if sys.stdout.isatty() and output is None else "jsonl")
+    if output is None and sys.stdout is None:
+        fail("stdout is closed; give --output FILE")
+    fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "jsonl")
     if fmt not in ("table", *MACHINE_FORMATS):
         fail(f"unknown format {fmt!r}; choose table, {', '.join(MACHINE_FORMATS)}")
     if threshold is not None and thresholds is not None:
         fail("give --threshold or --thresholds, not both")
     limits = read_thresholds(thresholds) if thresholds else threshold
-    files = collect_paths(paths)
+    files, unlisted = collect_paths(paths)
     if not files:
         fail("no audio files found in the given paths")
     run = LibraryRun.start(output=output, fmt=fmt, resume=resume, retry_failed=retry_failed,
                            shard=shard, write_tags=write_tags, tag_field=tag_field,
                            id3v23=id3v23, dry_run=dry_run, quiet=quiet)
-    files = run.select(files)
+    run.check_model(lambda: card_name(model, weights))
+    files = run.select(files, unlisted_folders=unlisted)
     tagger = open_tagger(model, weights, device=device, batch_size=batch_size, backend=backend,
                          precision=precision, threads=threads)
-
-    with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(run.open_output(tagger.card.name)) if output \
-            else sys.stdout
-        failed = tag_files(tagger, files, stream, fmt=fmt, quiet=quiet, all_scores=all_scores,
-                           select=lambda result: result.select(top_k=top_k, thresholds=limits),
-                           run=run)
-    if failed or run.failed_earlier:
+    if isinstance(limits, dict):
+        check_tags(limits, tagger.card.labels, thresholds)
+    if output is None:
+        sys.stdout.reconfigure(errors=PATH_ERRORS)
+    try:
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(run.open_output()) if output else sys.stdout
+            failed = tag_files(tagger, files, stream, fmt=fmt, quiet=quiet,
+                               all_scores=all_scores, run=run,
+                               select=lambda result: result.select(top_k=top_k,
+                                                                   thresholds=limits))
+    except OSError as error:  # results cannot be written: a full disk, a closed pipe
+        fail(f"{output or 'stdout'}: cannot write the results ({error.strerror or error})")
+    if failed or run.failed_earlier or unlisted:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

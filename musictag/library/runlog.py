@@ -5,10 +5,16 @@ before the next file starts, so an interrupted run loses at most the file in fli
 most one partial last line. Readers ignore such a line; a resumed run cuts it off before appending.
 A file counts as done when a record has its path, size and modification time: a file edited or
 replaced since is tagged again, and its newer record (later in the log) wins.
+
+An open log holds an exclusive ``flock`` until it is closed (the kernel drops it when the process
+dies, even by ``kill -9``), so a second run on the same log stops instead of tagging every file a
+second time and interleaving its records with the first run's.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -16,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..fileio import json_dumps
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,10 @@ def complete_length(path: str | os.PathLike) -> int:
     return length
 
 
+class LogInUseError(RuntimeError):
+    """Another process has the log open for appending; ``str()`` is the line users see."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """What the log knows about one path: the version recorded, and how it went."""
@@ -95,8 +107,9 @@ class Entry:
 class RunLog:
     """A results log: what earlier runs recorded, and durable appends for this one.
 
-    Created with ``resume``, it reads the earlier records; :meth:`open` then cuts off a torn last
-    line and appends. Without ``resume``, :meth:`open` starts the log afresh. An open log is also
+    Created with ``resume``, it reads the earlier records; :meth:`open` then takes the lock, cuts
+    off a torn last line and appends. Without ``resume``, :meth:`open` takes the lock and starts
+    the log afresh. An open log is also
     a text stream (``write``/``flush``), so the ordinary record writer can write into it: whatever
     is written between two flushes becomes one durable append.
     """
@@ -112,11 +125,24 @@ class RunLog:
             self._load()
 
     def open(self) -> RunLog:
+        """Lock the log, then cut it (to its complete lines, or to nothing without ``resume``).
+
+        Raises :class:`LogInUseError` when another process holds the lock; the log is then left
+        as it was (it is opened without ``O_TRUNC`` so that nothing is cut before the lock).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.resume and self.path.exists():
-            os.truncate(self.path, complete_length(self.path))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if self.resume else os.O_TRUNC)
-        self._fd = os.open(self.path, flags, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogInUseError(f"{self.path}: another musictag run is writing this log "
+                                "(it holds the log's lock)") from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, complete_length(self.path) if self.resume else 0)
+        self._fd = fd
         return self
 
     def _load(self) -> None:
@@ -144,7 +170,7 @@ class RunLog:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably (its path must be a key's, with size and mtime_ns)."""
-        self.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.write(json_dumps(record) + "\n")
         self.flush()
 
     def append_failure(self, key: FileKey, error: str) -> None:
@@ -161,7 +187,8 @@ class RunLog:
         self._pending = []
         written = os.write(self._fd, data)
         if written != len(data):  # a full disk; the torn tail is cut off on resume
-            raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
+            raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)",
+                          str(self.path))
         os.fsync(self._fd)
 
     def close(self) -> None:

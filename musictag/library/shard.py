@@ -42,9 +42,20 @@ def merge_shards(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """One record per file from any number of result logs, sorted by path.
 
     A file in several logs (a shard rerun, a retried failure) keeps the record written last,
-    the logs being read in the order given.
+    the logs being read in the order given. Raises ``ValueError`` when the logs hold results of
+    more than one model: their scores are not comparable, and the merged file would mix them
+    without a word.
     """
-    latest = latest_records(paths)
+    latest: dict[str, dict[str, Any]] = {}
+    made_by: dict[str, str] = {}  # model -> the first log holding its results
+    for path in paths:
+        for name, record in latest_records([path]).items():
+            latest[name] = record
+            if not is_failure(record) and "model" in record:
+                made_by.setdefault(str(record["model"]), str(path))
+    if len(made_by) > 1:
+        raise ValueError("the logs hold results of different models: " + ", ".join(
+            f"{model} ({path})" for model, path in sorted(made_by.items())))
     return [latest[path] for path in sorted(latest)]
 
 
