@@ -67,11 +67,11 @@ def read_thresholds(path: Path) -> dict[str, float]:
         fail(f"{path}: not a JSON object of tag -> threshold ({error})")
     if not isinstance(data, dict):
         fail(f"{path}: not a JSON object of tag -> threshold")
-    for tag, value in data.items():
+    for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            fail(f"{path}: the threshold of {tag!r} is {json.dumps(value)}, not a number "
+            fail(f"{path}: the threshold of {name!r} is {json.dumps(value)}, not a number "
                  "from 0 to 1")
-    return {tag: float(value) for tag, value in data.items()}
+    return {name: float(value) for name, value in data.items()}
 
 
 def check_tags(limits: dict[str, float], labels: list[str], path: Path) -> None:
