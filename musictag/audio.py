@@ -28,6 +28,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from .native_stderr import capture_notes
+
 log = logging.getLogger(__name__)
 
 #: Extensions picked up when a folder is tagged.
@@ -39,6 +41,10 @@ AUDIO_EXTENSIONS = frozenset({
 MIN_DURATION_S = 1.0
 #: Peak below which a whole file counts as silent (-100 dBFS).
 SILENCE_PEAK = 1e-5
+#: Sample peak above which a (float) file is refused: +24 dBFS, far past any recording's overs.
+MAX_PEAK = 16.0
+#: Lowest sample rate accepted; telephone audio is 8000 Hz.
+MIN_SAMPLE_RATE_HZ = 1000
 BLOCK_SECONDS = 30.0
 
 
@@ -139,9 +145,11 @@ def ogg_stream_ended(path: Path) -> bool:
 
 class _SoundfileReader:
     def __init__(self, path: Path):
-        # bytes: soundfile encodes a str name strictly, which fails for a name that is not
-        # valid UTF-8 (its undecodable bytes are surrogate escapes in the str)
-        self._file = soundfile.SoundFile(os.fsencode(path))
+        self.notes: list[str] = []  # what libmpg123 printed (native_stderr), for one warning
+        with capture_notes(self.notes):
+            # bytes: soundfile encodes a str name strictly, which fails for a name that is not
+            # valid UTF-8 (its undecodable bytes are surrogate escapes in the str)
+            self._file = soundfile.SoundFile(os.fsencode(path))
         frames = self._file.frames if self._file.frames > 0 else None
         if frames is not None and self._file.format == "WAV":
             frames = max(frames, wav_declared_frames(path) or 0)
@@ -149,13 +157,32 @@ class _SoundfileReader:
         self.info = AudioInfo(self._file.samplerate, self._file.channels, frames, "soundfile",
                               cut_short)
 
+    def close(self) -> None:
+        self._file.close()
+
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        """float32 ``(frames, channels)`` blocks, read with libsndfile's ``sf_readf_float``.
+
+        Called directly (through soundfile's cffi handle) rather than by ``SoundFile.read``,
+        which after every read seeks to where the read ended and, when the read fails, raises
+        without the frames it decoded: a FLAC cut short lost everything of its last block (the
+        whole file when under 30 s), and the seek restarts libmpg123 mid-stream, which damaged
+        the samples at each block boundary of low-rate MP3s and printed error notes.
+        """
+        handle = self._file._file
         with self._file:
             while True:
-                block = self._file.read(block_frames, dtype="float32", always_2d=True)
-                if not len(block):
+                block = np.empty((block_frames, self.info.channels), np.float32)
+                with capture_notes(self.notes):
+                    n_frames = soundfile._snd.sf_readf_float(
+                        handle, soundfile._ffi.cast("float *", block.ctypes.data), block_frames)
+                    code = soundfile._snd.sf_error(handle)
+                if n_frames > 0:
+                    yield block[:n_frames]
+                if code:
+                    raise soundfile.LibsndfileError(code)
+                if n_frames < block_frames:
                     return
-                yield block
 
 
 class _PyAVReader:
@@ -180,22 +207,51 @@ class _PyAVReader:
             n_frames = int(self._container.duration / 1_000_000 * rate)
         self._stream = stream
         self.info = AudioInfo(rate, codec.layout.nb_channels, n_frames, "pyav")
+        self.notes: list[str] = []  # FFmpeg reports through PyAV's logging, not fd 2
+
+    def close(self) -> None:
+        self._container.close()
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        resampler = self._av.AudioResampler(format="flt", layout="mono")
-        pending: list[np.ndarray] = []
-        pending_frames = 0
+        return _gathered(self._frames(), block_frames)
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        """Decoded frames as float32 ``(frames, channels)``, every channel kept.
+
+        FFmpeg's own stereo-to-mono matrix gives (L + R) / sqrt(2), 3 dB louder than the mean of
+        the channels that libsndfile's files get, and the same PCM then scored differently in a
+        .wav and a .mka; the downmix is left to :class:`MonoStream`, one rule for every decoder.
+        The layout is fixed to the stream's, so a frame with another layout cannot change the
+        channel count partway.
+        """
+        resampler = self._av.AudioResampler(format="fltp", layout=self._stream.codec_context.layout)
         with self._container:
             for frame in self._container.decode(self._stream):
                 for converted in resampler.resample(frame):
-                    samples = converted.to_ndarray().reshape(-1, 1)
-                    pending.append(samples)
-                    pending_frames += len(samples)
-                if pending_frames >= block_frames:
-                    yield np.concatenate(pending)
-                    pending, pending_frames = [], 0
+                    yield converted.to_ndarray().T
+
+
+def _gathered(frames: Iterator[np.ndarray], block_frames: int) -> Iterator[np.ndarray]:
+    """Decoded frames joined into blocks of at least ``block_frames``.
+
+    When the decoder fails partway, the frames gathered so far come out before its error, so
+    that a file cut short is tagged as far as it decodes.
+    """
+    pending: list[np.ndarray] = []
+    pending_frames = 0
+    try:
+        for piece in frames:
+            pending.append(piece)
+            pending_frames += len(piece)
+            if pending_frames >= block_frames:
+                yield np.concatenate(pending)
+                pending, pending_frames = [], 0
+    except Exception:
         if pending:
             yield np.concatenate(pending)
+        raise
+    if pending:
+        yield np.concatenate(pending)
 
 
 def _open(path: Path) -> _SoundfileReader | _PyAVReader:
@@ -241,57 +297,140 @@ def _sndfile_reason(error: Exception) -> str:
     return "format not recognised" if "does not exist" in reason else reason or "unsupported"
 
 
+def _open_audio(path: Path) -> _SoundfileReader | _PyAVReader:
+    """:func:`_open`, refusing a sample rate no recording has.
+
+    A damaged header declaring 1 Hz made a 4 KB WAV into 2000 s of audio and the resampler's
+    22050-fold upsampling buffers passed 1 GB of memory.
+    """
+    reader = _open(path)
+    rate = reader.info.sample_rate_hz
+    if rate < MIN_SAMPLE_RATE_HZ:
+        reader.close()
+        raise AudioError(path, f"declares a sample rate of {rate} Hz, below the "
+                               f"{MIN_SAMPLE_RATE_HZ} Hz of any audio (a damaged header?)")
+    return reader
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Rate, channels and declared length, without decoding the samples."""
-    return _open(Path(path)).info
+    reader = _open_audio(Path(path))
+    reader.close()
+    return reader.info
 
 
-def stream_mono(path: str | os.PathLike, *, sample_rate_hz: int,
-                block_seconds: float = BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """The file's declared info and a generator of mono float32 blocks at ``sample_rate_hz``.
+class MonoStream:
+    """A file's mono float32 blocks at a model rate (an iterator), and how much it decoded.
 
-    The generator raises :class:`AudioError` for NaN/Inf samples, decoder failures mid-file and
-    files that turn out silent; a file shorter than its header claims is tagged as far as it goes.
+    ``duration_s`` is the length of the audio decoded so far, at the file's own rate: once the
+    blocks are exhausted, the track's real length, which a header may overstate and which the
+    windows (whole windows only, or evenly spaced ones) do not give.
     """
-    path = Path(path)
-    reader = _open(path)
-    info = reader.info
-    return info, _mono_blocks(path, reader, info, sample_rate_hz, block_seconds)
 
+    def __init__(self, path: Path, reader: _SoundfileReader | _PyAVReader, *,
+                 sample_rate_hz: int, block_seconds: float):
+        self.info = reader.info
+        self.frames_decoded = 0
+        self._blocks = self._decode(path, reader, sample_rate_hz, block_seconds)
 
-def _mono_blocks(path: Path, reader: _SoundfileReader | _PyAVReader, info: AudioInfo,
-                 sample_rate_hz: int, block_seconds: float) -> Iterator[np.ndarray]:
-    resampler = None
-    if info.sample_rate_hz != sample_rate_hz:
-        resampler = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, 1, dtype="float32",
-                                        quality="HQ")
-    peak = 0.0
-    frames_read = 0
-    try:
-        for block in reader.blocks(max(1, int(block_seconds * info.sample_rate_hz))):
-            frames_read += len(block)
+    @property
+    def duration_s(self) -> float:
+        return self.frames_decoded / self.info.sample_rate_hz
+
+    def __iter__(self) -> MonoStream:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._blocks)
+
+    def _decode(self, path: Path, reader: _SoundfileReader | _PyAVReader, sample_rate_hz: int,
+                block_seconds: float) -> Iterator[np.ndarray]:
+        rate = self.info.sample_rate_hz
+        resampler = None
+        if rate != sample_rate_hz:
+            resampler = soxr.ResampleStream(rate, sample_rate_hz, 1, dtype="float32",
+                                            quality="HQ")
+        peak = 0.0
+        stopped = None  # the decoder's reason, when it failed partway
+        blocks = reader.blocks(max(1, int(block_seconds * rate)))
+        while True:
+            try:
+                block = next(blocks, None)
+            except Exception as error:  # decoders raise their own types mid-stream
+                stopped = _decoder_reason(error)
+                if self.frames_decoded == 0:
+                    raise AudioError(path, f"decoding failed ({stopped})") from None
+                break
+            if block is None:
+                break
+            self.frames_decoded += len(block)
+            _check_samples(path, block)
             mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            if not np.isfinite(mono).all():
-                raise AudioError(path, "contains NaN or infinite samples")
             peak = max(peak, float(np.abs(mono).max(initial=0.0)))
             yield resampler.resample_chunk(mono) if resampler else np.ascontiguousarray(mono)
         if resampler:
             yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-    except AudioError:
-        raise
-    except Exception as error:  # decoders raise their own types mid-stream
-        raise AudioError(path, f"decoding failed after {frames_read / info.sample_rate_hz:.1f} s "
-                               f"({str(error).strip() or type(error).__name__})") from None
-    if frames_read == 0:
-        raise AudioError(path, "holds no audio samples")
-    if info.n_frames and frames_read < 0.99 * info.n_frames:
-        log.warning("%s: header declares %.1f s but the file holds %.1f s; tagged what is there",
-                    path, info.n_frames / info.sample_rate_hz, frames_read / info.sample_rate_hz)
-    elif info.cut_short:
-        log.warning("%s: the Ogg stream stops without its end marker (cut short?); tagged the "
-                    "%.1f s it holds", path, frames_read / info.sample_rate_hz)
-    if peak < SILENCE_PEAK:
-        raise AudioError(path, "is silent (peak below -100 dBFS): nothing to tag")
+        if self.frames_decoded == 0:
+            raise AudioError(path, "holds no audio samples")
+        self._warn(path, stopped, reader.notes)
+        if peak < SILENCE_PEAK:
+            raise AudioError(path, "is silent (peak below -100 dBFS): nothing to tag")
+
+    def _warn(self, path: Path, stopped: str | None, notes: list[str]) -> None:
+        """One warning line for a file cut short or damaged, saying what was tagged."""
+        info, held_s = self.info, self.duration_s
+        clauses = []
+        if info.n_frames and self.frames_decoded < 0.99 * info.n_frames:
+            why = f" (decoding stopped: {stopped})" if stopped else ""
+            clauses.append(f"header declares {info.duration_s:.1f} s but the file holds "
+                           f"{held_s:.1f} s{why}")
+        elif stopped:
+            clauses.append(f"decoding stopped after {held_s:.1f} s ({stopped}; cut short?)")
+        elif info.cut_short:
+            clauses.append(f"the Ogg stream stops without its end marker after {held_s:.1f} s "
+                           f"(cut short?)")
+        if notes:
+            which = f"first of {len(notes)} notes: " if len(notes) > 1 else ""
+            clauses.append(f"the decoder reported damaged data ({which}{notes[0]})")
+        if clauses:
+            log.warning("%s: %s; tagged what is there", path, "; ".join(clauses))
+
+
+def _decoder_reason(error: Exception) -> str:
+    """A decoder's error as a clause: libsndfile's text without its ``Error :`` prefix."""
+    reason = (getattr(error, "error_string", None) or str(error)).strip().rstrip(".")
+    return reason.removeprefix("Error : ") or type(error).__name__
+
+
+def _check_samples(path: Path, block: np.ndarray) -> None:
+    """:class:`AudioError` for NaN/Inf samples or a sample peak no recording has.
+
+    Only float files can hold samples beyond full scale. A peak past :data:`MAX_PEAK` means
+    samples at the wrong scale (integers stored as float, say), which the network cannot hear
+    as music (at 1e6 every score fell to zero); refusing says so, where normalising would tag
+    what is most likely garbage. Checked per channel: opposite channels cancel in the mean.
+    """
+    if not np.isfinite(block).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    peak = float(np.abs(block).max(initial=0.0))
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"sample peak {peak:.3g} ({20 * np.log10(peak):+.0f} dBFS) is far "
+                               f"beyond full scale (1.0): samples stored at the wrong scale?")
+
+
+def stream_mono(path: str | os.PathLike, *, sample_rate_hz: int,
+                block_seconds: float = BLOCK_SECONDS) -> tuple[AudioInfo, MonoStream]:
+    """The file's declared info and its :class:`MonoStream` of blocks at ``sample_rate_hz``.
+
+    The stream raises :class:`AudioError` for NaN/Inf samples, samples far beyond full scale,
+    files that fail to decode from the start and files that turn out silent. A file shorter
+    than its header claims, or whose decoder fails partway (a FLAC cut short), is tagged as far
+    as it decodes, with a warning.
+    """
+    path = Path(path)
+    reader = _open_audio(path)
+    return reader.info, MonoStream(path, reader, sample_rate_hz=sample_rate_hz,
+                                   block_seconds=block_seconds)
 
 
 def load_mono(path: str | os.PathLike, *, sample_rate_hz: int) -> np.ndarray:

@@ -4,6 +4,7 @@ windows", on files written by the tests themselves."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import numpy as np
@@ -248,3 +249,130 @@ def test_wav_declared_frames_reads_the_data_chunk(tmp_path):
     assert audio.wav_declared_frames(path) == 1234
     soundfile.write(tmp_path / "x.flac", np.zeros(100, np.float32), 8000)
     assert audio.wav_declared_frames(tmp_path / "x.flac") is None
+
+
+def noise(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Noise at -16 dBFS: it barely compresses, so cutting a FLAC's bytes cuts its audio alike."""
+    shape = (int(seconds * rate), channels) if channels > 1 else (int(seconds * rate),)
+    return (0.15 * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seconds", [6.0, 80.0])  # cut inside the first 30 s block, and after it
+def test_flac_cut_short_is_tagged_as_far_as_it_decodes_with_a_warning(tmp_path, caplog, seconds):
+    whole = tmp_path / "whole.flac"
+    soundfile.write(whole, noise(seconds, 8000), 8000)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[:int(whole.stat().st_size * 0.6)])  # head -c 60%
+    with caplog.at_level(logging.WARNING, logger="musictag.audio"):
+        info, stream = stream_mono(cut, sample_rate_hz=8000)
+        samples = np.concatenate(list(stream))
+    assert info.n_frames == seconds * 8000
+    assert 0.55 * seconds < stream.duration_s == len(samples) / 8000 < 0.6 * seconds
+    np.testing.assert_array_equal(samples, load_mono(whole, sample_rate_hz=8000)[:len(samples)])
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert (f"{cut}: header declares {seconds:.1f} s but the file holds "
+            f"{stream.duration_s:.1f} s (decoding stopped: flac decoder lost sync)") in caplog.text
+
+
+def test_same_pcm_downmixes_alike_in_every_decoder(tmp_path):
+    """libsndfile and FFmpeg both take the mean of the channels; FFmpeg's own downmix matrix
+    was 3 dB louder, so the same PCM in a .mka scored differently from the .wav."""
+    av = pytest.importorskip("av")
+    rate = 16000
+    pcm = np.stack([tone(2.0, rate, 440.0), 0.5 * tone(2.0, rate, 1000.0)], axis=1)
+    wav = tmp_path / "same.wav"
+    soundfile.write(wav, pcm, rate, subtype="FLOAT")
+    mka = tmp_path / "same.mka"
+    try:
+        with av.open(str(mka), "w", format="matroska") as container:
+            stream = container.add_stream("pcm_f32le", rate=rate, layout="stereo")
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="stereo")
+            frame.sample_rate = rate
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                container.mux(packet)
+    except (av.FFmpegError, ValueError) as error:
+        pytest.skip(f"this FFmpeg cannot write float PCM in Matroska ({error})")
+    assert (probe(wav).decoder, probe(mka).decoder) == ("soundfile", "pyav")
+    assert probe(mka).channels == 2
+    from_wav, from_mka = (load_mono(p, sample_rate_hz=rate) for p in (wav, mka))
+    np.testing.assert_allclose(from_wav, pcm.mean(axis=1), atol=1e-7)
+    assert len(from_mka) == len(from_wav)
+    np.testing.assert_allclose(from_mka, from_wav, atol=1e-7)
+
+
+def damaged_mp3(path, seconds: float = 10.0):
+    """A 22050 Hz MP3 (MPEG-2, whose bit reservoir spans frames) with three stretches of bytes
+    overwritten, as a bad download or disk leaves one."""
+    soundfile.write(path, tone(seconds, 22050, 440.0), 22050, format="MP3",
+                    subtype="MPEG_LAYER_III")
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    for offset in (len(data) // 3, len(data) // 2, 3 * len(data) // 4):
+        data[offset:offset + 300] = rng.bytes(300)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decoder_notes_on_stderr_become_one_warning_of_ours(tmp_path, caplog, capfd):
+    """libmpg123 prints "Note: Illegal Audio-MPEG-Header ..." to fd 2 itself; they are caught
+    and become one warning naming the file. A sound MP3 read in many blocks prints nothing: the
+    seek after each read that soundfile makes restarted libmpg123 mid-stream."""
+    bad = damaged_mp3(tmp_path / "bad.mp3")
+    good = tmp_path / "good.mp3"
+    soundfile.write(good, tone(10.0, 22050, 440.0), 22050, format="MP3",
+                    subtype="MPEG_LAYER_III")
+    with caplog.at_level(logging.WARNING, logger="musictag.audio"):
+        _, stream = stream_mono(good, sample_rate_hz=22050, block_seconds=1.0)
+        blockwise = np.concatenate(list(stream))
+        assert caplog.text == ""
+        load_mono(bad, sample_rate_hz=22050)
+    whole, _ = soundfile.read(good, dtype="float32")
+    np.testing.assert_allclose(blockwise, whole, atol=1e-6)  # glitches were 0.36
+    assert capfd.readouterr().err == ""
+    notes = [r.getMessage() for r in caplog.records if "decoder reported damaged data" in
+             r.getMessage()]
+    assert len(notes) == 1 and notes[0].startswith(f"{bad}: ") and "\n" not in notes[0]
+    assert len(caplog.records) == 1  # the cut-short clause, if any, is on the same line
+
+
+def test_captured_stderr_passes_other_writers_through(capfd):
+    from musictag.native_stderr import capture_notes
+
+    notes: list[str] = []
+    with capture_notes(notes):
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x0 at offset 9.\nanother thread's line\n")
+        os.write(2, b"[src/libmpg123/layer3.c:f():1] error: dequantization failed!\n")
+    assert notes == ["Illegal Audio-MPEG-Header 0x0 at offset 9.", "dequantization failed!"]
+    assert capfd.readouterr().err == "another thread's line\n"
+
+
+def test_float_samples_far_beyond_full_scale_are_refused_with_their_peak(tmp_path):
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, 1e6 * tone(3.0, 8000), 8000, subtype="FLOAT")
+    with pytest.raises(AudioError) as raised:
+        load_mono(loud, sample_rate_hz=8000)
+    message = str(raised.value)
+    assert message.startswith(f"{loud}: sample peak 3e+05 (+110 dBFS)") and "\n" not in message
+    hot = tmp_path / "hot.wav"  # overs of a float master are audio, and tagged
+    soundfile.write(hot, 6.0 * tone(3.0, 8000), 8000, subtype="FLOAT")
+    assert np.abs(load_mono(hot, sample_rate_hz=8000)).max() == pytest.approx(1.8, rel=1e-3)
+
+
+def test_a_header_declaring_1_hz_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "one_hz.wav"  # 4 KB: 2000 s at 1 Hz, 44 million samples at 22050 Hz
+    soundfile.write(path, noise(2000, 1), 1, subtype="PCM_16")
+    assert path.stat().st_size < 4100
+    for call in (probe, lambda p: load_mono(p, sample_rate_hz=22050)):
+        with pytest.raises(AudioError, match=r"one_hz.wav: declares a sample rate of 1 Hz"):
+            call(path)
+
+
+def test_stream_duration_is_the_audio_decoded(tmp_path):
+    path = tmp_path / "odd.flac"
+    soundfile.write(path, tone(7.3, 44100, channels=2), 44100)
+    _, stream = stream_mono(path, sample_rate_hz=22050, block_seconds=2.0)
+    assert stream.duration_s == 0.0
+    next(stream)
+    assert stream.duration_s == pytest.approx(2.0)
+    list(stream)
+    assert stream.duration_s == pytest.approx(7.3)
