@@ -47,7 +47,7 @@ class TagResult:
     labels: list[str]
     scores: np.ndarray  # (n_labels,) mean of window sigmoids
     window_scores: np.ndarray  # (n_windows, n_labels)
-    duration_s: float  # audio actually decoded, at the model rate
+    duration_s: float  # the decoded audio's length, not the windows' coverage of it
     window_s: float = field(default=0.0)
 
     @property
@@ -93,13 +93,47 @@ def default_threads() -> int:
     return max(1, min(cores - 1 if cores >= 8 else cores, 32))
 
 
-def card_windows(card: ModelCard, path: str | os.PathLike) -> Iterator[np.ndarray]:
+class ModelOutputError(audio.AudioError):
+    """The model gave NaN or infinite scores for a file; the file fails, naming the model.
+
+    A sigmoid of finite numbers is finite, so such scores mean damaged weights (a NaN weight
+    makes every score NaN) or a network driven out of range; written out, NaN is not valid JSON
+    and passes every threshold test unnoticed. Reported per file like an unreadable one, since
+    it may be one file's audio that overflows.
+    """
+
+
+class FileWindows:
+    """The card's windows of one file (an iterator), and the length of the audio decoded.
+
+    Windows do not give a track's length: consecutive windows drop a short remainder and cover
+    a clip shorter than one window, and evenly spaced ones cover 48 s of any track.
+    """
+
+    def __init__(self, card: ModelCard, path: str | os.PathLike):
+        rate = card.sample_rate_hz
+        info, self._stream = audio.stream_mono(path, sample_rate_hz=rate)
+        expected = (None if info.n_frames is None
+                    else int(info.n_frames * rate / info.sample_rate_hz))
+        self._windows = audio.cut_windows(self._stream, window_samples=card.window_samples,
+                                          rule=card.window_rule, total_samples=expected,
+                                          sample_rate_hz=rate, path=path)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds decoded so far: the file's real length once the windows are exhausted."""
+        return self._stream.duration_s
+
+    def __iter__(self) -> FileWindows:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._windows)
+
+
+def card_windows(card: ModelCard, path: str | os.PathLike) -> FileWindows:
     """The card's windows of a file, decoded and resampled block by block."""
-    rate = card.sample_rate_hz
-    info, blocks = audio.stream_mono(path, sample_rate_hz=rate)
-    expected = None if info.n_frames is None else int(info.n_frames * rate / info.sample_rate_hz)
-    return audio.cut_windows(blocks, window_samples=card.window_samples, rule=card.window_rule,
-                             total_samples=expected, sample_rate_hz=rate, path=path)
+    return FileWindows(card, path)
 
 
 def batched(windows: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
@@ -134,21 +168,21 @@ class Tagger:
                              f"got {windows.shape}")
         return self.backend.predict(windows)
 
-    def windows(self, path: str | os.PathLike) -> Iterator[np.ndarray]:
+    def windows(self, path: str | os.PathLike) -> FileWindows:
         """The card's windows of a file, decoded and resampled block by block."""
         return card_windows(self.card, path)
 
     def tag(self, path: str | os.PathLike, *,
             on_progress: ProgressCallback | None = None) -> TagResult:
-        """Tag one file; raises :class:`musictag.audio.AudioError` for a file that can't be read."""
+        """Tag one file; raises :class:`musictag.audio.AudioError` for a file that can't be read
+        and :class:`ModelOutputError` when the model's scores for it are not finite."""
         window_scores = []
-        n_samples = 0
-        for batch in batched(self.windows(path), self.batch_size):
+        windows = self.windows(path)
+        for batch in batched(windows, self.batch_size):
             window_scores.append(self.predict(batch))
-            n_samples += batch.size
             if on_progress:
                 on_progress(len(batch))
-        return self._result(path, np.concatenate(window_scores), n_samples)
+        return self._result(path, np.concatenate(window_scores), windows.duration_s)
 
     def embed(self, path: str | os.PathLike) -> np.ndarray:
         """Penultimate-layer vectors ``(n_windows, embedding_size)`` of a file's windows.
@@ -156,19 +190,29 @@ class Tagger:
         For similarity search (:mod:`musictag.library.embed`); raises
         :class:`musictag.audio.AudioError` like :meth:`tag`.
         """
-        return np.concatenate([self.backend.embed(batch)
-                               for batch in batched(self.windows(path), self.batch_size)])
+        vectors = np.concatenate([self.backend.embed(batch)
+                                  for batch in batched(self.windows(path), self.batch_size)])
+        self._check_finite(path, vectors, "embeddings")
+        return vectors
 
-    def _result(self, path: str | os.PathLike, scores: np.ndarray, n_samples: int) -> TagResult:
+    def _check_finite(self, path: str | os.PathLike, values: np.ndarray, what: str) -> None:
+        if not np.isfinite(values).all():
+            raise ModelOutputError(path, f"model {self.card.name!r} gave NaN or infinite {what} "
+                                         f"(damaged weights?); not tagged")
+
+    def _result(self, path: str | os.PathLike, scores: np.ndarray,
+                duration_s: float) -> TagResult:
+        self._check_finite(path, scores, "scores")
         rate = self.card.sample_rate_hz
         return TagResult(path=str(path), labels=self.labels, scores=scores.mean(axis=0),
-                         window_scores=scores, duration_s=n_samples / rate,
+                         window_scores=scores, duration_s=duration_s,
                          window_s=self.card.window_samples / rate)
 
     def tag_many(self, paths: Iterable[str | os.PathLike], *,
                  on_progress: ProgressCallback | None = None,
                  ) -> Iterator[tuple[str | os.PathLike, TagResult | audio.AudioError]]:
-        """``(path, result)`` for each file in order; unreadable files give their AudioError.
+        """``(path, result)`` for each file in order; a file that cannot be read, or whose scores
+        are not finite (:class:`ModelOutputError`), gives its AudioError.
 
         Decoding runs on a background thread ahead of inference (module docstring); stopping
         the iteration early stops that thread too.
@@ -221,10 +265,11 @@ class Tagger:
         try:
             for index, path in enumerate(paths):
                 try:
-                    for windows in batched(self.windows(path), self.batch_size):
-                        if not put((index, path, windows, None)):
+                    windows = self.windows(path)
+                    for batch in batched(windows, self.batch_size):
+                        if not put((index, path, batch, None)):
                             return
-                    item = (index, path, None, None)
+                    item = (index, path, windows.duration_s, None)
                 except audio.AudioError as error:
                     item = (index, path, None, error)
                 if not put(item):
@@ -250,7 +295,6 @@ class Tagger:
         for index, n in owners:
             state = files[index]
             state.scores.append(scores[start:start + n])
-            state.n_samples += n * self.card.window_samples
             state.unscored -= n
             start += n
         if on_progress:
@@ -267,38 +311,44 @@ class _FileScores:
 
     path: str | os.PathLike
     scores: list[np.ndarray] = field(default_factory=list)
-    n_samples: int = 0
     unscored: int = 0  # windows queued but not yet through the network
-    decoded: bool = False
+    duration_s: float | None = None  # set once the file is decoded to its end
     error: audio.AudioError | None = None
 
 
 def _receive(item: tuple, files: OrderedDict[int, _FileScores],
              pending: deque[tuple[int, np.ndarray]]) -> None:
-    index, path, windows, error = item
+    """File the decode thread's item: ``(index, path, windows or duration_s, error)``."""
+    index, path, content, error = item
     state = files.setdefault(index, _FileScores(path))
     if error is not None:
         state.error = error
         kept = [(i, w) for i, w in pending if i != index]
         pending.clear()
         pending.extend(kept)
-    elif windows is None:
-        state.decoded = True
+    elif isinstance(content, float):
+        state.duration_s = content
     else:
-        pending.append((index, windows))
-        state.unscored += len(windows)
+        pending.append((index, content))
+        state.unscored += len(content)
 
 
 def _finished(files: OrderedDict[int, _FileScores],
-              result: Callable[[str | os.PathLike, np.ndarray, int], TagResult]) -> Iterator[tuple]:
+              result: Callable[[str | os.PathLike, np.ndarray, float], TagResult],
+              ) -> Iterator[tuple]:
     """Pop the files at the front that are complete (all windows scored, or failed), in order."""
     while files:
         index, state = next(iter(files.items()))
-        if state.error is None and (not state.decoded or state.unscored):
+        if state.error is None and (state.duration_s is None or state.unscored):
             return
         del files[index]
-        yield state.path, (state.error if state.error is not None else
-                           result(state.path, np.concatenate(state.scores), state.n_samples))
+        outcome = state.error
+        if outcome is None:
+            try:
+                outcome = result(state.path, np.concatenate(state.scores), state.duration_s)
+            except ModelOutputError as error:
+                outcome = error
+        yield state.path, outcome
 
 
 def shipped_onnx(card: ModelCard) -> Path | None:
