@@ -3,7 +3,8 @@
 The exported graph takes ``waveform`` ``(batch, window_samples)`` with a dynamic batch axis and
 returns ``scores`` (sigmoids, what tagging averages) and ``embedding`` (the classifier's input,
 what similarity search uses), so the onnxruntime backend needs nothing else. The card goes into
-``metadata_props`` (:mod:`musictag.backends.onnx_backend`).
+``metadata_props`` (:mod:`musictag.backends.onnx_backend`), with a digest of everything else in
+the file (:func:`stamped_bytes`) that loading checks.
 
 Verification runs the exported file in onnxruntime on the same windows as the torch model:
 windows decoded from the audio files given (real music; the report says how many) plus noise
@@ -45,12 +46,14 @@ from . import __version__
 from .audio import AudioError
 from .backends.onnx_backend import (
     CARD_KEY,
+    DIGEST_KEY,
     EMBEDDING_OUTPUT,
     FACT_KEYS,
     INPUT_NAME,
     PRECISION_KEY,
     SCORES_OUTPUT,
     OnnxBackend,
+    model_digest,
 )
 from .backends.torch_backend import load_model
 from .fileio import atomic_path
@@ -220,6 +223,25 @@ def set_metadata(proto: onnx.ModelProto, card: ModelCard, precision: str,
     proto.doc_string = card.description
 
 
+def stamped_bytes(proto: onnx.ModelProto) -> bytes:
+    """``proto`` with :func:`model_digest` of itself added to its metadata, serialized.
+
+    Called last, once the rest of the metadata is final; an older digest entry is replaced.
+    The digest is checked on the bytes returned, since it is defined on a serialization.
+    """
+    kept = [(entry.key, entry.value) for entry in proto.metadata_props if entry.key != DIGEST_KEY]
+    del proto.metadata_props[:]
+    for key, value in kept:
+        proto.metadata_props.add(key=key, value=value)
+    digest = model_digest(proto.SerializeToString())
+    proto.metadata_props.add(key=DIGEST_KEY, value=digest)
+    serialized = proto.SerializeToString()
+    if model_digest(serialized) != digest:
+        raise ExportError("the ONNX serialization changed when its digest was added; "
+                          "nothing written")
+    return serialized
+
+
 def _run_batches(run: Callable[[np.ndarray], np.ndarray], windows: np.ndarray) -> np.ndarray:
     return np.concatenate([run(windows[i:i + _BATCH]) for i in range(0, len(windows), _BATCH)])
 
@@ -308,7 +330,7 @@ def export_onnx(card: ModelCard, weights_path: str | os.PathLike, target: str | 
     target = Path(target)
     with tempfile.TemporaryDirectory(prefix="musictag-export-") as scratch:
         fp32_path = Path(scratch) / "fp32.onnx"
-        onnx.save(proto, str(fp32_path))
+        fp32_path.write_bytes(stamped_bytes(proto))
         step(f"verifying onnxruntime against torch on {len(real)} audio + "
              f"{len(windows) - len(real)} synthetic windows")
         fp32 = OnnxBackend(fp32_path)
@@ -338,20 +360,22 @@ def export_onnx(card: ModelCard, weights_path: str | os.PathLike, target: str | 
                  f"{fp32_layers} stage(s) kept fp32)")
             int8_path = Path(scratch) / "int8.onnx"
             quantize_int8(fp32_path, int8_path, real[calibrating], fp32_layers=fp32_layers)
+            int8 = onnx.load(str(int8_path))
+            set_metadata(int8, card, "int8", verified)  # drops a digest copied from fp32
+            int8_path.write_bytes(stamped_bytes(int8))
             quantized = OnnxBackend(int8_path)
             report.quantized = difference(reference[measured], _run_batches(
                 quantized.predict, windows[measured]))
-            int8 = onnx.load(str(int8_path))
             set_metadata(int8, card, "int8", {
                 **verified, "musictag_int8_max_abs_diff": f"{report.quantized.max_abs:.3e}",
                 "musictag_int8_top5_agreement": f"{report.quantized.top5_agreement:.4f}",
                 "musictag_int8_fp32_layers": str(fp32_layers)})
             onnx.checker.check_model(int8, full_check=True)
-            onnx.save(int8, str(int8_path))
+            int8_path.write_bytes(stamped_bytes(int8))
             result_path = int8_path
         else:
             set_metadata(proto, card, "fp32", verified)
-            onnx.save(proto, str(fp32_path))
+            fp32_path.write_bytes(stamped_bytes(proto))
         with atomic_path(target) as partial:
             partial.write_bytes(result_path.read_bytes())
     report.size_bytes = target.stat().st_size

@@ -6,6 +6,7 @@ torch."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -21,12 +22,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 import musictag.export
+from musictag.backends.onnx_backend import DIGEST_KEY, OnnxBackend
 from musictag.backends.torch_backend import load_model
 from musictag.cli import app
 from musictag.export import INT8_AUDIO_WINDOWS, audio_windows, synthetic_windows
 from musictag.nets import build_model
 from musictag.registry import ModelCard
-from musictag.weights import save_weights
+from musictag.weights import CorruptWeightsError, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,6 +133,43 @@ def test_metadata_carries_the_card(exported):
     assert stored.arch == exported["card"].arch and stored.name == "tiny-export"
     assert metadata["musictag_precision"] == "fp32"
     assert float(metadata["musictag_verified_max_abs_diff"]) <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["tiny.onnx", "tiny-int8.onnx"])
+def test_an_export_carries_a_digest_that_loading_checks(exported, name, tmp_path, caplog):
+    """onnxruntime runs a file with a flipped byte inside a weight as readily as a sound one."""
+    path = exported["root"] / name
+    with caplog.at_level(logging.WARNING):
+        OnnxBackend(path)
+    assert caplog.text == ""
+    proto = onnx.load(str(path))
+    keys = [entry.key for entry in proto.metadata_props]
+    assert keys.count(DIGEST_KEY) == 1 and keys[-1] == DIGEST_KEY
+
+    data = bytearray(path.read_bytes())
+    weight = max(proto.graph.initializer, key=lambda tensor: len(tensor.raw_data)).raw_data
+    data[data.find(weight) + len(weight) // 2] ^= 0x01  # one bit of one weight
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(bytes(data))
+    session(damaged)  # onnxruntime alone would never notice
+    with pytest.raises(CorruptWeightsError, match=f"^{damaged}: corrupted"):
+        OnnxBackend(damaged)
+
+    del proto.metadata_props[keys.index(DIGEST_KEY)]
+    older = tmp_path / "older.onnx"  # as exported before digests: loads, warning once
+    onnx.save(proto, str(older))
+    with caplog.at_level(logging.WARNING):
+        OnnxBackend(older)
+        OnnxBackend(older)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{older}: carries no digest of its graph and weights (an older musictag wrote it), "
+        f"so a corrupted copy would go unnoticed"]
+
+    song = write_audio(tmp_path / "a.wav", tone(2.0, TINY_RATE_HZ), TINY_RATE_HZ)
+    result = invoke("tag", "--weights", damaged, song)  # last: the CLI replaces log handlers
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"musictag: error: {damaged}: corrupted: its graph and weights do not match the digest "
+        f"stored in it; export it again or replace the file"]
 
 
 def _quantized_front_end_inputs(proto: onnx.ModelProto, stages: int = 1) -> list[str]:

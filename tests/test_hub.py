@@ -7,6 +7,8 @@ and the converter is the won2020 one on a small state dict with upstream key nam
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import shutil
 import subprocess
 import threading
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, tone, write_audio
+from conftest import SHARED, tone, write_audio, write_tiny_model
+from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from musictag import hub
@@ -24,7 +27,7 @@ from musictag.cli import app
 from musictag.inference import load_tagger
 from musictag.nets import build_model
 from musictag.registry import ModelCard
-from musictag.weights import read_weights
+from musictag.weights import CARD_METADATA_KEY, CorruptWeightsError, read_weights
 
 WON = SHARED / "reference-checkpoints" / "won2020"
 TINY_ARCH = {"name": "won2020_samplecnn", "channels": [4, 4, 4, 4, 4, 4, 4, 4, 8],
@@ -272,3 +275,74 @@ def test_imported_checkpoint_is_what_tag_uses(tmp_path):
     tagged = run("tag", "--model", "won2020-mtat-musicnn", "--format", "json", audio)
     assert tagged.exit_code == 0, tagged.stderr
     assert '"model": "won2020-mtat-musicnn"' in tagged.stdout
+
+
+# --- digests: every weights file musictag writes carries one of its tensors (issue 21, item 2) ---
+
+def flip_a_tensor_byte(path: Path) -> None:
+    """Change one bit of the last tensor's bytes, as a bad disk or copy does: safetensors itself
+    checks only the header, so such a file loads."""
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_weights_is_an_error_naming_the_file(tmp_path, caplog):
+    path = write_tiny_model(tmp_path).with_suffix(".safetensors")
+    with caplog.at_level(logging.WARNING, logger="musictag.weights"):
+        read_weights(path)
+    assert caplog.text == ""
+    flip_a_tensor_byte(path)
+    with pytest.raises(CorruptWeightsError, match=f"^{path}: corrupted: its tensors do not match"):
+        read_weights(path)
+    song = write_audio(tmp_path / "a.wav", tone(3.0, 8000), 8000)
+    result = run("tag", "--weights", path, song)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"musictag: error: {path}: corrupted: its tensors do not match the digest stored with "
+        f"them; replace the file; a downloaded model is fetched again by `musictag models pull "
+        f"tiny-test --force`"]
+
+
+def test_weights_without_a_digest_load_with_one_warning(tmp_path, caplog):
+    """What musictag wrote before digests: loaded, with one warning per file and process."""
+    tensors, card = read_weights(write_tiny_model(tmp_path).with_suffix(".safetensors"))
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={CARD_METADATA_KEY: json.dumps(card)})
+    with caplog.at_level(logging.WARNING, logger="musictag.weights"):
+        for _ in range(2):
+            loaded, _ = read_weights(old)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{old}: carries no digest of its tensors (an older musictag wrote it), so a corrupted "
+        f"copy would go unnoticed"]
+    assert all(np.array_equal(loaded[name], tensors[name]) for name in tensors)
+
+
+def test_the_shipped_model_files_carry_their_digests(caplog):
+    from musictag.backends.onnx_backend import DIGEST_KEY, OnnxBackend
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    with caplog.at_level(logging.WARNING):
+        tensors, card = read_weights(models / "samplecnn.safetensors")
+        onnx = OnnxBackend(models / "samplecnn.onnx")
+    assert caplog.text == ""
+    metadata = onnx.session.get_modelmeta().custom_metadata_map
+    assert metadata[DIGEST_KEY].startswith("sha256:")
+    assert card["name"] == onnx.card.name == "samplecnn" and len(tensors) == 79
+
+
+def test_a_corrupted_converted_file_in_the_cache_says_how_to_fetch_it_again(tmp_path,
+                                                                          checkpoint):
+    data, _ = checkpoint
+    source = tmp_path / "best_model.pth"
+    source.write_bytes(data)
+    card = tiny_card({"url": source.as_uri(), "sha256": hashlib.sha256(data).hexdigest()})
+    converted = hub.pull(card)
+    read_weights(converted)
+    flip_a_tensor_byte(converted)
+    with pytest.raises(CorruptWeightsError) as raised:
+        load_tagger(weights=converted, device="cpu")
+    assert str(raised.value).startswith(f"{converted}: corrupted")
+    assert "`musictag models pull tiny-upstream --force`" in str(raised.value)
+    assert hub.pull(card, force=True) == converted
+    read_weights(converted)

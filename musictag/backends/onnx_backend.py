@@ -5,18 +5,24 @@ ONNX ``metadata_props`` (with its main facts as separate keys for other tools), 
 two outputs, ``scores`` (sigmoid probabilities) and ``embedding`` (the penultimate layer), so tag,
 embed and similar all work from the file. onnxruntime reads the metadata, so the ``onnx`` package
 is not needed here either.
+
+The export also stores :func:`model_digest` under ``musictag_model_sha256``, and loading checks
+it: onnxruntime runs a file with a flipped byte inside a weight as readily as a sound one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from ..registry import ModelCard
+from ..weights import CorruptWeightsError, warn_once_without_digest
 
 INPUT_NAME = "waveform"
 SCORES_OUTPUT = "scores"
@@ -25,6 +31,72 @@ EMBEDDING_OUTPUT = "embedding"
 CARD_KEY = "musictag_card"
 PRECISION_KEY = "musictag_precision"
 FACT_KEYS = ("name", "labels", "sample_rate_hz", "window_samples", "averaging")
+DIGEST_KEY = "musictag_model_sha256"
+_METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props, the one field the digest leaves out
+
+
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while position < len(data):
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+    raise ValueError("truncated protobuf varint")
+
+
+def _top_level_fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """``(field number, the field's whole encoding)`` for each top-level protobuf field."""
+    position = 0
+    while position < len(data):
+        start = position
+        key, position = _varint(data, position)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, position = _varint(data, position)
+        elif wire_type == 2:
+            length, position = _varint(data, position)
+            position += length
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+        else:
+            raise ValueError(f"protobuf wire type {wire_type} is not used by ONNX")
+        if position > len(data):
+            raise ValueError("truncated protobuf field")
+        yield key >> 3, data[start:position]
+
+
+def model_digest(serialized: bytes) -> str:
+    """``sha256:<hex>`` of a serialized ONNX ModelProto's fields, all but ``metadata_props``.
+
+    The digest covers the graph (nodes and initializers), opsets and functions, and can live in
+    the metadata it leaves out. It reads the protobuf wire format directly, so checking a file
+    needs neither the ``onnx`` package nor torch.
+    """
+    digest = hashlib.sha256()
+    for number, encoding in _top_level_fields(memoryview(serialized)):
+        if number != _METADATA_PROPS_FIELD:
+            digest.update(encoding)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def check_digest(path: str | os.PathLike, stored: str | None) -> None:
+    """Raise :class:`CorruptWeightsError` unless the file matches the digest it stores.
+
+    A file without one (exported by an older musictag) loads with a one-time warning.
+    """
+    if stored is None:
+        warn_once_without_digest(path, "graph and weights")
+        return
+    try:
+        actual = model_digest(Path(path).read_bytes())
+    except ValueError:
+        actual = None
+    if actual != stored:
+        raise CorruptWeightsError(f"{path}: corrupted: its graph and weights do not match the "
+                                  f"digest stored in it; export it again or replace the file")
 
 
 def read_card(session: ort.InferenceSession, path: str | os.PathLike) -> ModelCard:
@@ -60,6 +132,7 @@ class OnnxBackend:
         self.path = Path(path)
         self.card = read_card(self.session, path)
         metadata = self.session.get_modelmeta().custom_metadata_map
+        check_digest(path, metadata.get(DIGEST_KEY))
         self.precision = metadata.get(PRECISION_KEY, "fp32")
 
     def _run(self, output: str, windows: np.ndarray) -> np.ndarray:
