@@ -93,11 +93,11 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
         with open(path, "rb") as handle:
             header_length = int.from_bytes(handle.read(8), "little")
             header = json.loads(handle.read(header_length))
+        metadata = header.get("__metadata__") or {}
+        card_json = metadata.get(CARD_METADATA_KEY)
+        card = json.loads(card_json) if card_json else None
     except (OSError, SafetensorError, ValueError) as error:
         raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
-    metadata = header.get("__metadata__") or {}
-    card_json = metadata.get(CARD_METADATA_KEY)
-    card = json.loads(card_json) if card_json else None
     _check_digest(path, tensors, metadata.get(DIGEST_METADATA_KEY), card)
     return tensors, card
 
@@ -108,8 +108,9 @@ def _check_digest(path: str | os.PathLike, tensors: dict[str, np.ndarray], store
         warn_once_without_digest(path, "tensors")
         return
     if tensor_digest(tensors) != stored:
-        name = (card or {}).get("name")
-        remedy = (f"; a downloaded model is fetched again by `musictag models pull {name} "
-                  f"--force`" if name else "")
+        card = card or {}
+        converted = card.get("name") and (card.get("weights") or {}).get("converter")
+        remedy = (f" (`musictag models pull {card['name']} --force` fetches and converts it "
+                  f"again)" if converted else "")
         raise CorruptWeightsError(f"{path}: corrupted: its tensors do not match the digest "
                                   f"stored with them; replace the file{remedy}")
