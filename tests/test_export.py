@@ -139,6 +139,7 @@ def test_metadata_carries_the_card(exported):
 def test_an_export_carries_a_digest_that_loading_checks(exported, name, tmp_path, caplog):
     """onnxruntime runs a file with a flipped byte inside a weight as readily as a sound one."""
     path = exported["root"] / name
+    assert "digest" not in exported["fp32" if name == "tiny.onnx" else "int8"].stderr
     with caplog.at_level(logging.WARNING):
         OnnxBackend(path)
     assert caplog.text == ""
