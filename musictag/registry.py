@@ -9,6 +9,7 @@ if/else chains over model names.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,11 +29,12 @@ def models_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
 
 
-#: The JSON type every card field must have (bool is refused where a number belongs), and the
+#: The JSON type every card field must have (an integer may be numpy's, but not a bool), and the
 #: JSON names of those types for the error.
-_JSON_NAMES = {str: "string", dict: "object", list: "array", int: "integer"}
+_JSON_NAMES = {str: "string", dict: "object", list: "array", numbers.Integral: "integer"}
 _FIELD_TYPES: dict[str, type] = {
-    "name": str, "arch": dict, "labels": list, "sample_rate_hz": int, "window_samples": int,
+    "name": str, "arch": dict, "labels": list, "sample_rate_hz": numbers.Integral,
+    "window_samples": numbers.Integral,
     "weights": dict, "averaging": dict, "description": str, "training_data": str, "source": str,
     "licence": str, "licence_notice": str, "reported": dict, "provenance": dict,
 }
@@ -81,9 +83,11 @@ class ModelCard:
             raise ValueError(f"model card {name!r} lacks field(s) {', '.join(missing)}")
         for key, value in data.items():
             wanted = _FIELD_TYPES[key]
-            if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            if not isinstance(value, wanted) or (wanted is numbers.Integral
+                                                 and isinstance(value, bool)):
+                shown = json.dumps(value, default=str)[:40]
                 raise ValueError(f"model card {name!r}: {key} must be a JSON "
-                                 f"{_JSON_NAMES[wanted]}, not {json.dumps(value)[:40]}")
+                                 f"{_JSON_NAMES[wanted]}, not {shown}")
         if not all(isinstance(label, str) for label in data["labels"]):
             raise ValueError(f"model card {name!r}: labels must be strings")
         if data["sample_rate_hz"] <= 0 or data["window_samples"] <= 0:
