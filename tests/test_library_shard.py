@@ -89,3 +89,13 @@ def test_merge_shards_refuses_logs_of_different_models(tmp_path):
         f"musictag: error: the logs hold results of different models: musicnn-mtt-musicnn "
         f"({second}), samplecnn ({first})")
     assert not (tmp_path / "all.jsonl").exists()
+
+
+def test_merge_shards_will_not_overwrite_a_file_it_did_not_write(tmp_path):
+    log = tmp_path / "1.jsonl"
+    log.write_text('{"path": "a", "model": "samplecnn", "tags": []}\n')
+    victim = tmp_path / "song.flac"
+    victim.write_bytes(b"fLaC\x00\x00\x00\x22audio")
+    result = CliRunner().invoke(app, ["merge-shards", str(log), "-o", str(victim)])
+    assert result.exit_code == 2 and f"{victim}: exists and is not a musictag" in result.stderr
+    assert victim.read_bytes() == b"fLaC\x00\x00\x00\x22audio"
