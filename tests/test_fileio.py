@@ -69,5 +69,6 @@ def test_atomic_path_holds_the_lock_that_marks_its_temporary_live(tmp_path, monk
     monkeypatch.setattr(fileio, "STALE_AFTER_S", 0.0)
     with atomic_path(target) as temporary:
         temporary.write_bytes(b"new")
+        assert fileio._TEMPORARY.fullmatch(temporary.name)  # a candidate, spared by its lock
         assert remove_stale_temporaries(tmp_path) == [] and temporary.exists()
     assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["a.flac"]
