@@ -228,3 +228,16 @@ def test_channels_last_2d_form_trains_as_the_conv1d_form(config):
         torch.testing.assert_close(fast(waveform), reference(waveform), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(fast.embed(waveform), reference.embed(waveform),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_torch_backend_runs_the_channels_last_form_close_to_fp32(tiny_model):
+    from musictag.backends.torch_backend import TorchBackend
+    from musictag.registry import get_card
+
+    card = get_card(str(tiny_model))
+    weights = tiny_model.parent / card.weights["file"]
+    exact = TorchBackend(card, weights, device="cpu", precision="fp32")
+    fast = TorchBackend(card, weights, device="cpu", precision="bf16")
+    assert fast.model.channels_last_2d and not exact.model.channels_last_2d
+    windows = np.random.default_rng(0).uniform(-0.5, 0.5, (4, card.window_samples))
+    np.testing.assert_allclose(fast.predict(windows), exact.predict(windows), atol=0.03)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from ..nets import build_model
+from ..nets import build_model, use_bf16_form
 from ..registry import ModelCard
 from ..weights import read_weights
 
@@ -44,6 +44,8 @@ class TorchBackend:
         self.device = resolve_device(device)
         self.model = load_model(card, weights_path).to(self.device)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        if self.autocast_dtype is not None:
+            use_bf16_form(self.model)
 
     def _run(self, windows: np.ndarray, method) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
