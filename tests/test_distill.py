@@ -331,3 +331,24 @@ def test_the_label_bank_rebuilds_each_segment_it_labelled(tmp_path, corpus, tiny
     with pytest.raises(ValueError, match="other training tracks"):
         LabelBank.load(tmp_path / "run" / BANK_FILE, n_labels=len(TINY_LABELS),
                        fingerprint="another corpus")
+
+
+def test_a_group_weight_draws_that_group_more_often(tmp_path, corpus, tiny_model, teacher):
+    from musictag.distill.augment import parse_group_weight
+    from musictag.distill.run import DistillRun
+
+    assert parse_group_weight("voice-mixes:4") == ("voice-mixes", 4.0)
+    for bad in ("voices", "voices:0", "voices:x", ":2"):
+        with pytest.raises(ValueError, match="GROUP:WEIGHT"):
+            parse_group_weight(bad)
+    result = _distill(tmp_path / "run", corpus, tiny_model, "--group-weight", "chirps:3",
+                      "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+    run = DistillRun(tmp_path / "run")
+    run._prepare()
+    groups = np.array([t.group for t in run.sampler.tracks])
+    chirps = run.sampler.probabilities[groups == "chirps"].sum()
+    noise = run.sampler.probabilities[groups == "noise"].sum()
+    assert chirps == pytest.approx(3 * noise)  # same count and length of tracks, weight 3
+    refused = _distill(tmp_path / "other", corpus, tiny_model, "--group-weight", "tones:2")
+    assert refused.exit_code == 2 and "not among the training groups" in refused.output

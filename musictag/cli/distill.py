@@ -48,6 +48,9 @@ def distill(
         "--hold-out", help="Group (first-level folder) kept for validation. Repeat.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
         "--cache-dir", help="Where decoded audio is cached (default RUN_DIR/cache).")] = None,
+    group_weight: Annotated[list[str] | None, typer.Option(
+        "--group-weight", help="GROUP:WEIGHT: draw that training group's tracks WEIGHT times "
+                               "as often (default 1). Repeat.")] = None,
     student: Annotated[str, typer.Option(
         "--student", help="Card (name or .json) whose architecture, sample rate and window the "
                           "student takes; its weights are not used.")] = DEFAULT_MODEL,
@@ -83,6 +86,7 @@ def distill(
     """Distill teacher taggers into a student model; prints the student card's path."""
     import torch
 
+    from ..distill.augment import parse_group_weight
     from ..distill.run import DistillConfig, DistillRun
     from ..distill.teachers import parse_teacher_spec
 
@@ -98,11 +102,13 @@ def distill(
             fail(f"{run_dir} already holds a run; add --resume to continue it")
         try:
             teachers = [parse_teacher_spec(spec) for spec in teacher]
+            group_weights = dict(parse_group_weight(spec) for spec in group_weight or [])
             student_card = get_card(init or student)
         except (ValueError, UnknownModelError) as error:
             fail(str(error))
         config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
                                held_out_groups=list(hold_out), name=name,
+                               group_weights=group_weights,
                                student_arch=student_card.arch,
                                sample_rate_hz=student_card.sample_rate_hz,
                                window_samples=student_card.window_samples,

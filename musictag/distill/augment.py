@@ -30,6 +30,18 @@ class AugmentConfig:
     mix_probability: float = 0.3
 
 
+def parse_group_weight(spec: str) -> tuple[str, float]:
+    """``GROUP:WEIGHT``, the weight a positive number."""
+    group, _, weight = spec.rpartition(":")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if not group or not value > 0:
+        raise ValueError(f"group weight {spec!r}: expected GROUP:WEIGHT with a positive weight")
+    return group, value
+
+
 class SegmentSampler:
     """Draws augmented segments from a list of tracks; a segment is a pure function of its seed.
 
@@ -38,11 +50,13 @@ class SegmentSampler:
     """
 
     def __init__(self, corpus: Corpus, tracks: list[CorpusTrack], *, sample_rate_hz: int,
-                 config: AugmentConfig):
+                 config: AugmentConfig, group_weights: dict[str, float] | None = None):
         self.corpus, self.tracks, self.rate = corpus, tracks, sample_rate_hz
         self.config = config
-        # Long tracks are drawn more often, but capped at 5 minutes so no album dominates.
-        weights = np.array([min(t.n_samples, 300 * sample_rate_hz) for t in tracks], np.float64)
+        # Long tracks are drawn more often, but capped at 5 minutes so no album dominates; a
+        # group weight draws a scarce kind of sound (voices, say) that much more often.
+        weights = np.array([min(t.n_samples, 300 * sample_rate_hz) *
+                            (group_weights or {}).get(t.group, 1.0) for t in tracks], np.float64)
         self.probabilities = weights / weights.sum()
 
     def raw(self, length: int, rng: np.random.Generator) -> np.ndarray:

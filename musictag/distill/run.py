@@ -55,6 +55,7 @@ class DistillConfig:
     teachers: list[tuple[str, float]]
     held_out_groups: list[str]
     cache_dir: str = ""
+    group_weights: dict[str, float] = field(default_factory=dict)
     name: str = "samplecnn-distilled"
     student_arch: dict[str, Any] = field(
         default_factory=lambda: config_to_dict(SampleCNNConfig()))
@@ -145,6 +146,10 @@ class DistillRun:
         self.train_tracks, self.held_tracks = self.corpus.split(set(config.held_out_groups))
         if not self.train_tracks or not self.held_tracks:
             raise ValueError("both the training groups and the held-out groups need tracks")
+        unknown = set(config.group_weights) - {t.group for t in self.train_tracks}
+        if unknown:
+            raise ValueError(f"weighted group(s) not among the training groups: "
+                             f"{', '.join(sorted(unknown))}")
         torch.manual_seed(config.seed)
         self.generator = np.random.default_rng(config.seed)
         self.ensemble = TeacherEnsemble(config.teachers,
@@ -153,10 +158,12 @@ class DistillRun:
         self.span = int(np.ceil(self.ensemble.span_s * config.sample_rate_hz))
         self.sampler = SegmentSampler(self.corpus, self.train_tracks,
                                       sample_rate_hz=config.sample_rate_hz,
-                                      config=config.augment)
+                                      config=config.augment,
+                                      group_weights=config.group_weights)
         self.bank = LabelBank(len(self.ensemble.labels), bank_fingerprint({
             "tracks": [[t.path, t.n_samples] for t in self.train_tracks],
             "augment": dataclasses.asdict(config.augment), "span": self.span,
+            "group_weights": config.group_weights,
             "sample_rate_hz": config.sample_rate_hz, "teachers": self.ensemble.describe()}))
         self.student = build_model(config.student_arch)
         if config.init:
