@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from .audio import AudioError
 from .fileio import json_dumps
-from .inference import TagResult
+from .inference import Tagger, TagResult
 
 MACHINE_FORMATS = ("json", "jsonl", "csv", "tsv")
 #: The ``errors`` handler for every text stream results go to: undecodable file-name bytes
@@ -40,6 +42,20 @@ def result_record(result: TagResult, *, model: str, tags: list[tuple[str, float]
     if all_scores:
         record["scores"] = {tag: round(score, 6) for tag, score in result.score_dict().items()}
     return record
+
+
+def tag_records(tagger: Tagger, paths: Iterable[str | os.PathLike], *, top_k: int | None = 5,
+                thresholds: float | dict[str, float] | None = None, all_scores: bool = False,
+                ) -> Iterator[tuple[str | os.PathLike, dict[str, Any] | AudioError]]:
+    """``(path, record)`` per file in order through :meth:`Tagger.tag_many`, or the file's
+    AudioError: the one place a result becomes a record, for each engine (local and ray)."""
+    for path, result in tagger.tag_many(paths):
+        if isinstance(result, AudioError):
+            yield path, result
+        else:
+            tags = result.select(top_k=top_k, thresholds=thresholds)
+            yield path, result_record(result, model=tagger.card.name, tags=tags,
+                                      all_scores=all_scores)
 
 
 class RecordWriter:

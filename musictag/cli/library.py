@@ -24,11 +24,12 @@ from rich.table import Table
 
 from ..audio import AudioError
 from ..fileio import atomic_open, json_dumps, remove_stale_temporaries
-from ..library.embed import EmbeddingIndex
+from ..library.embed import EmbeddingIndex, embed_files
 from ..library.runlog import FileKey, LogInUseError, RunLog
 from ..library.shard import count_failures, merge_shards, parse_shard, select_shard
 from ..library.tagwriter import DEFAULT_FIELD, check_field, write_tags
 from ..output import PATH_ERRORS, is_results_file
+from ..scale import embed_outcomes
 from .app import (
     EXIT_SOME_FAILED,
     BatchSizeOption,
@@ -43,7 +44,15 @@ from .app import (
     show_progress,
     stderr,
 )
-from .loading import open_tagger
+from .engine import (
+    ActorsOption,
+    CpusPerActorOption,
+    Engine,
+    EngineOption,
+    RayAddressOption,
+    checked,
+)
+from .loading import open_card, open_tagger
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +291,10 @@ def embed(
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 16,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    actors: ActorsOption = None,
+    cpus_per_actor: CpusPerActorOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -292,33 +305,43 @@ def embed(
     from .tag import collect_paths  # tag.py imports this module for its options
 
     setup_logging(verbose)
+    chosen = Engine.choose(engine, address=ray_address, actors=actors,
+                           cpus_per_actor=cpus_per_actor)
     files, failed = collect_paths(paths)  # unlisted folders count as failures
     if not files:
         fail("no audio files found in the given paths")
-    tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
+    load = {"device": device, "batch_size": batch_size}
+    if chosen.is_ray:  # the actors load the model; here its card is only read
+        card = open_card(model, weights)
+        chosen.connect(verbose=verbose)
+        outcomes = checked(embed_outcomes(files, model=model, weights=weights,
+                                          **chosen.options(), **load))
+    else:
+        tagger = open_tagger(model, weights, **load)
+        card = tagger.card
+        outcomes = embed_files(tagger, files)
 
     def vectors() -> Iterator[tuple[str, Any]]:
         nonlocal failed
         with _progress(quiet) as progress:
             task = progress.add_task("embedding", total=len(files))
-            for path in files:
+            for path, outcome in outcomes:
                 progress.update(task, description=path.name[:40])
-                try:
-                    yield os.path.abspath(path), tagger.embed(path)
-                except AudioError as error:
+                if isinstance(outcome, AudioError):
                     failed += 1
-                    progress.console.print(f"musictag: {error}", markup=False, highlight=False,
-                                           soft_wrap=True)
+                    progress.console.print(f"musictag: {outcome}", markup=False,
+                                           highlight=False, soft_wrap=True)
+                else:
+                    yield os.path.abspath(path), outcome
                 progress.advance(task)
 
     try:
-        index = EmbeddingIndex.from_windows(vectors(), model=tagger.card.name,
-                                            per_window=per_window)
+        index = EmbeddingIndex.from_windows(vectors(), model=card.name, per_window=per_window)
     except ValueError as error:
         fail(str(error))
     index.save(output)
     stderr.print(f"{output}: {len(index.paths)} files x {index.embeddings.shape[1]} values "
-                 f"({tagger.card.name})", markup=False, highlight=False)
+                 f"({card.name})", markup=False, highlight=False)
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..hub import ModelUnavailableError
 from ..inference import Tagger, load_tagger, resolve_card
-from ..registry import UnknownModelError
+from ..registry import ModelCard, UnknownModelError
 from .app import fail
 
 
@@ -18,11 +18,16 @@ def open_tagger(model: str | None, weights: Path | None, **options) -> Tagger:
 
 
 def card_name(model: str | None, weights: Path | None) -> str:
-    """The name of the card that ``open_tagger(model, weights)`` tags with, found without
-    building the model (an exported .onnx file keeps its card inside, so that one is opened)."""
+    """The name of the card that ``open_tagger(model, weights)`` tags with (:func:`open_card`)."""
+    return open_card(model, weights).name
+
+
+def open_card(model: str | None, weights: Path | None) -> ModelCard:
+    """The card that ``open_tagger(model, weights)`` tags with, found without building the model
+    (an exported .onnx file keeps its card inside, so that one is opened)."""
     if model is None and weights is not None and weights.suffix.lower() == ".onnx":
-        return open_tagger(None, weights).card.name
+        return open_tagger(None, weights).card
     try:
-        return resolve_card(model, weights).name
+        return resolve_card(model, weights)
     except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
         fail(str(error.args[0]) if error.args else str(error))

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -16,8 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..audio import AudioError, find_audio_files
-from ..inference import BACKENDS, Tagger, TagResult
-from ..output import MACHINE_FORMATS, PATH_ERRORS, RecordWriter, result_record
+from ..inference import BACKENDS
+from ..output import MACHINE_FORMATS, PATH_ERRORS, RecordWriter, tag_records
+from ..scale import tag_outcomes
+from . import engine as engines
 from .app import (
     EXIT_SOME_FAILED,
     BatchSizeOption,
@@ -42,7 +44,7 @@ from .library import (
     TagFieldOption,
     WriteTagsOption,
 )
-from .loading import card_name, open_tagger
+from .loading import card_name, open_card, open_tagger
 
 BackendOption = Annotated[str, typer.Option(
     "--backend", help=f"{'|'.join(BACKENDS)}: auto runs onnxruntime when the model has an "
@@ -154,11 +156,17 @@ def tag(
     tag_field: TagFieldOption = None,
     id3v23: Id3v23Option = False,
     dry_run: DryRunOption = False,
+    engine: engines.EngineOption = "local",
+    ray_address: engines.RayAddressOption = None,
+    actors: engines.ActorsOption = None,
+    cpus_per_actor: engines.CpusPerActorOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Tag audio files and print their top tags."""
     setup_logging(verbose)
+    chosen = engines.Engine.choose(engine, address=ray_address, actors=actors,
+                           cpus_per_actor=cpus_per_actor)
     if output is None and sys.stdout is None:
         fail("stdout is closed; give --output FILE")
     fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "jsonl")
@@ -175,33 +183,43 @@ def tag(
                            id3v23=id3v23, dry_run=dry_run, quiet=quiet)
     run.check_model(lambda: card_name(model, weights))
     files = run.select(files, unlisted_folders=unlisted)
-    tagger = open_tagger(model, weights, device=device, batch_size=batch_size, backend=backend,
-                         precision=precision, threads=threads)
+    load = {"device": device, "batch_size": batch_size, "backend": backend,
+            "precision": precision, "threads": threads}
+    # With ray the actors load the model; here its card is only read (a wrong name exits 2).
+    tagger = None if chosen.is_ray else open_tagger(model, weights, **load)
+    card = tagger.card if tagger else open_card(model, weights)
     if isinstance(limits, dict):
-        check_tags(limits, tagger.card.labels, thresholds)
+        check_tags(limits, card.labels, thresholds)
+    if tagger is None:
+        chosen.connect(verbose=verbose)
+        outcomes = engines.checked(tag_outcomes(files, model=model, weights=weights,
+                                                top_k=top_k, thresholds=limits,
+                                                all_scores=all_scores, **chosen.options(),
+                                                **load))
+    else:
+        outcomes = tag_records(tagger, files, top_k=top_k, thresholds=limits,
+                               all_scores=all_scores)
     if output is None:
         sys.stdout.reconfigure(errors=PATH_ERRORS)
     try:
         with contextlib.ExitStack() as stack:
             stream = stack.enter_context(run.open_output()) if output else sys.stdout
-            failed = tag_files(tagger, files, stream, fmt=fmt, quiet=quiet,
-                               all_scores=all_scores, run=run,
-                               select=lambda result: result.select(top_k=top_k,
-                                                                   thresholds=limits))
+            failed = write_outcomes(outcomes, len(files), stream, fmt=fmt, quiet=quiet, run=run)
     except OSError as error:  # results cannot be written: a full disk, a closed pipe
         fail(f"{output or 'stdout'}: cannot write the results ({error.strerror or error})")
     if failed or run.failed_earlier or unlisted:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, quiet: bool,
-              all_scores: bool, select: Callable[[TagResult], list[tuple[str, float]]],
-              run: LibraryRun | None = None) -> int:
-    """Tag each file, writing its record as it finishes; returns how many files failed.
+def write_outcomes(outcomes: Iterable[tuple[str | os.PathLike, dict | AudioError]], total: int,
+                   stream: IO[str], *, fmt: str, quiet: bool,
+                   run: LibraryRun | None = None) -> int:
+    """Write each file's record as it finishes; returns how many files failed.
 
-    Files go through :meth:`Tagger.tag_many`: the next files decode while this one is scored.
-
-    ``run`` writes tags into the files and keeps the results log (see cli/library.py).
+    ``outcomes`` is an engine's ``(path, record or AudioError)`` per file (the local
+    :func:`~musictag.output.tag_records`, or :func:`musictag.scale.tag_outcomes`), so that either
+    engine's results are written, logged and counted by this one loop. ``run`` writes tags into
+    the files and keeps the results log (see cli/library.py).
     """
     failed = 0
     table_records: list[dict] = []
@@ -210,14 +228,12 @@ def tag_files(tagger: Tagger, files: list[Path], stream: IO[str], *, fmt: str, q
                         TimeRemainingColumn(), console=stderr,
                         disable=not show_progress(quiet), transient=True)
     with progress:
-        task = progress.add_task("tagging", total=len(files))
-        for path, result in tagger.tag_many(files):
+        task = progress.add_task("tagging", total=total)
+        for path, record in outcomes:
             progress.update(task, description=Path(path).name[:40])
             try:
-                if isinstance(result, AudioError):
-                    raise result
-                record = result_record(result, model=tagger.card.name, tags=select(result),
-                                       all_scores=all_scores)
+                if isinstance(record, AudioError):
+                    raise record
                 if run:
                     run.tagged(path, record)  # raises AudioError when tags can't be written
             except AudioError as error:

@@ -15,12 +15,25 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio import AudioError
 from ..fileio import atomic_path
+from ..inference import Tagger
+
+
+def embed_files(tagger: Tagger, paths: Iterable[str | os.PathLike],
+                ) -> Iterator[tuple[str | os.PathLike, np.ndarray | AudioError]]:
+    """``(path, window vectors (n_windows, embedding_size))`` per file in order, or the file's
+    AudioError: what ``musictag embed`` indexes, on either engine (local and ray)."""
+    for path in paths:
+        try:
+            yield path, tagger.embed(path)
+        except AudioError as error:
+            yield path, error
 
 
 @dataclass
