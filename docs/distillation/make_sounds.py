@@ -10,7 +10,8 @@ Groups, one first-level folder each under DEST, so each can be held out on its o
   voices: espeak-ng and festival speech (male and female, several languages), espeak-ng
       sung-like sustained vowels on folk melodies, festival singing mode (diphone voices);
   voice-mixes: new voice takes mixed over new instrumental renders at voice -12..+6 dB.
-Usage: python make_sounds.py generate DEST [--hours H] [--jobs N] [--seed S]
+Usage: python make_sounds.py generate DEST [--hours H] [--jobs N] [--seed S] [--max-minutes M]
+       (a second call with the same seed resumes after the files the manifest lists)
        python make_sounds.py check DEST     (fail if any manifest row matches the keep-out list)
 """
 from __future__ import annotations
