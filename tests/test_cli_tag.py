@@ -319,13 +319,14 @@ def test_card_without_its_weights_says_how_to_pass_them(tiny_model, music, tmp_p
     assert "--weights FILE" in line
 
 
-@pytest.mark.skipif((REPO / "models" / "samplecnn.safetensors").exists(),
-                    reason="the default model's weights are shipped")
-def test_default_model_without_weights_says_so(tiny_model, music):
-    result = invoke("tag", tracks(music)[0])
-    assert result.exit_code == 2
-    [line] = result.stderr.strip().splitlines()
-    assert "'samplecnn'" in line and "--weights" in line
+def test_the_default_model_tags_offline_from_the_files_it_ships(tiny_model, music):
+    """No --model: the embedded default runs from the package's own files, with no hub."""
+    result = invoke("tag", tracks(music)[0], "--format", "jsonl",
+                    env={"HF_HUB_OFFLINE": "1", "MUSICTAG_CACHE": str(music / "no-cache")})
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["model"] == "samplecnn" and len(record["tags"]) == 5
+    assert not (music / "no-cache").exists()
 
 
 # --- the Python API ---
