@@ -5,18 +5,19 @@
 # ambient arrangements. Nothing is downloaded but Debian packages and PyPI's music21 and mido
 # (in DEST/.venv, never the project's environment).
 # Groups (first-level folders, each can be held out on its own; make_sounds.py says how each is made):
-#   render-musescore, render-timgm6mb, render-opl3: music21 corpus scores (Bach chorales, Palestrina,
+#   render-timgm6mb, render-opl3: music21 corpus scores (Bach chorales, Palestrina,
 #       Monteverdi, quartets, keyboard works, fiddle and folk tunes) through fluidsynth with one
-#       soundfont each; the three groups share no score. GM programs are varied per part (choir
+#       soundfont each; the two groups share no score. GM programs are varied per part (choir
 #       presets 52/53/54 for most sung repertoire), tempo +-20 %, velocity, reverb, chorus, width.
-#   arrangements: mido-generated drums, bass, chords and lead in nine styles, all three soundfonts.
+#   arrangements: mido-generated drums, bass, chords and lead in nine styles, both soundfonts.
 #   voices: espeak-ng (en/de/fr/es/it/la/pt/nl/sv/pl, male and female variants, pitch and speed
 #       varied, and sung-like sustained syllables on folk melodies) and festival (HTS slt female,
 #       kal and ked diphone male) speaking and singing (festival's singing mode).
 #   voice-mixes: new voice takes over new instrumental beds, voice -12..+6 dB against the bed (score
 #       beds from 15 % of the corpus kept from the render groups).
-# Kept out (an acceptance set uses them): the Fluid R3 soundfont in every packaging (never installed
-# here: fluidsynth is installed without recommends and always given an explicit soundfont), the
+# Kept out (an acceptance set uses them): the Fluid R3 soundfont in every packaging, MuseScore
+# General included, which is built largely from Fluid R3 Mono's samples (never installed here:
+# fluidsynth is installed without recommends and always given an explicit soundfont), the
 # audio of gcompris-qt-data, csmash-demosong, 0ad-data, asc-music, pyo/pygame/librosa examples,
 # npm audio-lena, and music21's Mozart K. 545, Joplin, Corelli op. 3 no. 1, Bach BWV 66.6 / 4.8 /
 # 269, Beethoven op. 18 no. 1 and the reel "Acacia": EXCLUDED_SOURCES at the top of make_sounds.py
@@ -40,8 +41,8 @@ JOBS=${SOUNDS_JOBS:-2}
 SEED=${SOUNDS_SEED:-20}
 MINUTES=${SOUNDS_MINUTES:-1000000000}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-FORBIDDEN=(fluid-soundfont-gm fluid-soundfont-gs fluidr3mono-gm-soundfont)
-PACKAGES=(fluidsynth musescore-general-soundfont timgm6mb-soundfont opl3-soundfont sox
+FORBIDDEN=(fluid-soundfont-gm fluid-soundfont-gs fluidr3mono-gm-soundfont musescore-general-soundfont)
+PACKAGES=(fluidsynth timgm6mb-soundfont opl3-soundfont sox
           espeak-ng festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k)
 mkdir -p "$DEST"
 DEST=$(cd "$DEST" && pwd)
@@ -88,19 +89,17 @@ licence() {  # licence GROUP header-text package...
   } > "$DEST/$group/COPYRIGHT"
 }
 SYNTH=(fluidsynth)
-licence render-musescore "Renders of music21 corpus scores with fluidsynth and MuseScore General (MIT)." \
-  music21 musescore-general-soundfont "${SYNTH[@]}"
 licence render-timgm6mb "Renders of music21 corpus scores with fluidsynth and TimGM6mb (GPL-2)." \
   music21 timgm6mb-soundfont "${SYNTH[@]}"
 licence render-opl3 "Renders of music21 corpus scores with fluidsynth and OPL-3 FM 128M (CC-BY-SA-4.0 / GPL-3+)." \
   music21 opl3-soundfont "${SYNTH[@]}"
-licence arrangements "Generated arrangements (mido) rendered with fluidsynth through three soundfonts." \
-  mido musescore-general-soundfont timgm6mb-soundfont opl3-soundfont "${SYNTH[@]}"
+licence arrangements "Generated arrangements (mido) rendered with fluidsynth through two soundfonts." \
+  mido timgm6mb-soundfont opl3-soundfont "${SYNTH[@]}"
 VOICE=(espeak-ng espeak-ng-data festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k)
 licence voices "Synthetic speech and singing (espeak-ng, festival) of public-domain texts and generated
 sentences; sung melodies from the music21 corpus." music21 "${VOICE[@]}"
 licence voice-mixes "Synthetic voices mixed over generated arrangements and music21 corpus renders." \
-  music21 mido "${VOICE[@]}" musescore-general-soundfont timgm6mb-soundfont opl3-soundfont "${SYNTH[@]}"
+  music21 mido "${VOICE[@]}" timgm6mb-soundfont opl3-soundfont "${SYNTH[@]}"
 
 nice -n 10 "$DEST/.venv/bin/python" "$HERE/make_sounds.py" generate "$DEST" --hours "$HOURS" \
   --jobs "$JOBS" --seed "$SEED" --max-minutes "$MINUTES"

@@ -2,11 +2,11 @@
 
 Run by make-sounds.sh inside its own venv (music21, mido, numpy, soundfile; never the project's).
 Groups, one first-level folder each under DEST, so each can be held out on its own:
-  render-musescore / render-timgm6mb / render-opl3: music21 corpus scores rendered with fluidsynth
+  render-timgm6mb / render-opl3: music21 corpus scores rendered with fluidsynth
       through one Debian GM soundfont each, GM programs varied per part (every family, and the
       voice presets Choir Aahs 52, Voice Oohs 53, Synth Voice 54, often for sung repertoire);
   arrangements: generated drums (GM channel 10), bass, chords and lead in nine styles, rendered
-      through the same three soundfonts;
+      through the same two soundfonts;
   voices: espeak-ng and festival speech (male and female, several languages), espeak-ng
       sung-like sustained vowels on folk melodies, festival singing mode (diphone voices);
   voice-mixes: new voice takes mixed over new instrumental renders at voice -12..+6 dB.
@@ -49,12 +49,16 @@ EXCLUDED_SOURCES = [
     r"beethoven/opus18no1(?![0-9])",    # Beethoven op. 18 no. 1, all movements
     r"acacia",                          # Ryan's Mammoth reel "Acacia"
     r"fluid[-_ ]?r3|fluid-soundfont|fluidr3mono",  # the Fluid R3 soundfont, any packaging
+    # MuseScore General is built largely from Fluid R3 Mono's samples (its Debian copyright
+    # file says so): renders through it would carry the acceptance set's timbres.
+    r"musescore[-_ ]?general",
     r"gcompris|csmash|0ad-data|asc-music|audio-lena|\bpyo\b|pygame|librosa",
 ]
-FORBIDDEN_SOUNDFONT_PACKAGES = {"fluid-soundfont-gm", "fluid-soundfont-gs", "fluidr3mono-gm-soundfont"}
+FORBIDDEN_SOUNDFONT_PACKAGES = {"fluid-soundfont-gm", "fluid-soundfont-gs", "fluidr3mono-gm-soundfont",
+                                "musescore-general-soundfont", "musescore-general-soundfont-small",
+                                "musescore-general-soundfont-lossless"}
 
 SOUNDFONTS = {  # name -> (path, Debian package); always passed to fluidsynth explicitly
-    "musescore": ("/usr/share/sounds/sf3/MuseScore_General_Full.sf3", "musescore-general-soundfont"),
     "timgm6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
     "opl3": ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
 }
@@ -62,8 +66,8 @@ RATE_HZ = 22050
 from importlib.metadata import version as _pkg_version
 MIDO_VERSION = _pkg_version("mido")
 # Share of the requested hours per group.
-GROUP_SHARE = {"render-musescore": 0.26, "render-timgm6mb": 0.12, "render-opl3": 0.09,
-               "arrangements": 0.17, "voices": 0.13, "voice-mixes": 0.23}
+GROUP_SHARE = {"render-timgm6mb": 0.22, "render-opl3": 0.16,
+               "arrangements": 0.17, "voices": 0.15, "voice-mixes": 0.30}
 MAX_RENDER_S = 210.0
 
 
