@@ -29,9 +29,9 @@ from beets.plugins import BeetsPlugin
 
 from musictag import Tagger, load_tagger
 from musictag.audio import AudioError
-from musictag.hub import ModelUnavailableError
+from musictag.errors import MusictagError
 from musictag.inference import BACKENDS
-from musictag.registry import DEFAULT_MODEL, ModelCard, UnknownModelError, get_card
+from musictag.registry import DEFAULT_MODEL, ModelCard, get_card
 
 if TYPE_CHECKING:  # beets.importer alone takes 0.3 s to import, on every beet command
     import optparse
@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
 SEPARATOR = DelimitedString.fmt_delimiter
 TAG_FIELD, MODEL_FIELD = "musictag", "musictag_model"
 #: Errors of musictag that name a model it cannot find or open, each one line.
-MODEL_ERRORS = (UnknownModelError, ModelUnavailableError, ValueError, OSError)
+MODEL_ERRORS = (MusictagError, OSError)
 
 
 @dataclass(frozen=True)

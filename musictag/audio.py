@@ -28,6 +28,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from .errors import AudioError, ModelError
 from .native_stderr import capture_notes
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ MAX_PEAK = 16.0
 #: Lowest sample rate accepted; telephone audio is 8000 Hz.
 MIN_SAMPLE_RATE_HZ = 1000
 BLOCK_SECONDS = 30.0
-
-
-class AudioError(Exception):
-    """A file that cannot be tagged; ``str()`` is the one line users see."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ class WindowRule:
     def from_dict(cls, data: dict) -> WindowRule:
         rule = cls(kind=data.get("rule", "consecutive"), n_windows=int(data.get("n_windows", 16)))
         if rule.kind not in ("consecutive", "evenly_spaced"):
-            raise ValueError(f"unknown averaging rule {rule.kind!r}")
+            raise ModelError(f"unknown averaging rule {rule.kind!r}")
         return rule
 
     def to_dict(self) -> dict:

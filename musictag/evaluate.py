@@ -17,6 +17,7 @@ import numpy as np
 from .audio import cut_windows
 from .data import Clip, LabelledDataset
 from .data.cache import AudioCache
+from .errors import RunError
 from .inference import Tagger
 from .metrics import TaggingMetrics, tagging_metrics
 
@@ -80,7 +81,7 @@ def align_labels(card_labels: list[str], dataset_tags: list[str]) -> tuple[list[
     """The labels both know, in the card's order, with their columns in each."""
     common = [label for label in card_labels if label in dataset_tags]
     if not common:
-        raise ValueError("the model's labels and the dataset's tags have nothing in common")
+        raise RunError("the model's labels and the dataset's tags have nothing in common")
     ignored = [label for label in card_labels if label not in dataset_tags]
     if ignored:
         log.warning("%d label(s) of the model are not tags of the dataset and are not scored: %s",
@@ -94,7 +95,7 @@ def evaluate(tagger: Tagger, dataset: LabelledDataset, cache: AudioCache, *, spl
     """Macro ROC-AUC / PR-AUC and the per-tag table of ``tagger`` on ``split``."""
     clips = dataset.clips(split)
     if not clips:
-        raise ValueError(f"the {split} split holds no clips")
+        raise RunError(f"the {split} split holds no clips")
     labels, card_columns, dataset_columns = align_labels(tagger.labels, dataset.tags)
     clip_scores = score_windows(tagger, cache, clips, on_progress=on_progress).clip_means(
         len(clips))

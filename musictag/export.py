@@ -56,6 +56,7 @@ from .backends.onnx_backend import (
     model_digest,
 )
 from .backends.torch_backend import load_model
+from .errors import ExportError, ModelError
 from .fileio import atomic_path
 from .inference import card_windows
 from .registry import ModelCard
@@ -76,10 +77,6 @@ _BATCH = 8
 
 #: Called with a line saying which step the export is at.
 StepCallback = Callable[[str], None]
-
-
-class ExportError(RuntimeError):
-    """The export failed or did not verify; nothing was written."""
 
 
 @dataclass
@@ -312,9 +309,9 @@ def export_onnx(card: ModelCard, weights_path: str | os.PathLike, target: str | 
 
     ``fp32_layers`` (int8 only): how many ReLU-ended stages from the input stay fp32."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        raise ModelError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     if fp32_layers < 1:
-        raise ValueError("fp32_layers must be at least 1: the front end always stays fp32")
+        raise ModelError("fp32_layers must be at least 1: the front end always stays fp32")
     step = on_step or (lambda _: None)
     model = load_model(card, weights_path)
     real = audio_windows(card, audio, limit=INT8_AUDIO_WINDOWS if precision == "int8"

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import platformdirs
 
+from .errors import ModelError, WeightsError
 from .fileio import atomic_path
 from .registry import ModelCard
 
@@ -39,11 +40,11 @@ _CHUNK_BYTES = 1 << 20
 DownloadProgress = Callable[[int, "int | None"], None]
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(ModelError, RuntimeError):
     """The card is known but its weights are not on this machine; the message says what to do."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(WeightsError):
     """A file is not the one the card names; a downloaded copy has already been deleted."""
 
 
@@ -71,7 +72,7 @@ def local_weights(card: ModelCard) -> Path:
             return path
         raise ModelUnavailableError(
             f"model {card.name!r}: its weights ({shipped}) are not in this install; "
-            f"pass a weights file with --weights FILE or choose another with --model")
+            f"pass a weights file or choose another model")
     cached = converted_path(card)
     if cached.is_file():
         return cached
@@ -254,7 +255,7 @@ def convert_into_cache(card: ModelCard, source: Path, *, verified: bool) -> Path
 
     name = card.weights.get("converter")
     if name not in CONVERTERS:
-        raise ValueError(f"model {card.name!r}: unknown converter {name!r}; known: "
+        raise ModelError(f"model {card.name!r}: unknown converter {name!r}; known: "
                          f"{', '.join(sorted(CONVERTERS))}")
     tensors = CONVERTERS[name](Path(source), card)
     stored = card.to_dict()
@@ -286,7 +287,7 @@ def import_file(card: ModelCard, source: Path) -> Path:
     """
     source = Path(source)
     if not source.exists():
-        raise ValueError(f"{source}: no such file or folder")
+        raise ModelError(f"{source}: no such file or folder")
     verified = source.is_file() and verify(source, card.weights)
     return convert_into_cache(card, source, verified=verified)
 
@@ -317,7 +318,7 @@ def cards_for_import(source: Path, cards: list[ModelCard], *, model: str | None 
     if not candidates:
         wanted = ", ".join(f"{k} {v!r}" for k, v in
                            (("model", model), ("arch", arch), ("dataset", dataset)) if v)
-        raise ValueError(f"no convertible model card fits {wanted or 'this file'}; "
+        raise ModelError(f"no convertible model card fits {wanted or 'this file'}; "
                          f"see `musictag models`")
     if Path(source).is_file():
         digests = file_digests(Path(source))
@@ -334,5 +335,5 @@ def cards_for_import(source: Path, cards: list[ModelCard], *, model: str | None 
         return candidates
     names = ", ".join(card.name for card in candidates[:6]) + (", ..." if len(candidates) > 6
                                                                 else "")
-    raise ValueError(f"{source}: cannot tell which model it holds ({len(candidates)} cards fit: "
-                     f"{names}); name one with --model, or narrow with --arch and --dataset")
+    raise ModelError(f"{source}: cannot tell which model it holds ({len(candidates)} cards fit: "
+                     f"{names}); name the model, or narrow by arch and dataset")

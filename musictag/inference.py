@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from . import audio
+from .errors import ModelError
 from .hub import local_weights
 from .registry import DEFAULT_MODEL, ModelCard, get_card
 from .weights import read_weights
@@ -152,7 +153,7 @@ class Tagger:
 
     def __init__(self, card: ModelCard, backend: Backend, *, batch_size: int = 16):
         if batch_size < 1:
-            raise ValueError("batch size must be at least 1")
+            raise ModelError("batch size must be at least 1")
         self.card = card
         self.backend = backend
         self.batch_size = batch_size
@@ -164,7 +165,7 @@ class Tagger:
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Sigmoid scores ``(batch, n_labels)`` for float32 windows ``(batch, window_samples)``."""
         if windows.ndim != 2 or windows.shape[1] != self.card.window_samples:
-            raise ValueError(f"windows must have shape (batch, {self.card.window_samples}), "
+            raise ModelError(f"windows must have shape (batch, {self.card.window_samples}), "
                              f"got {windows.shape}")
         return self.backend.predict(windows)
 
@@ -372,7 +373,7 @@ def choose_backend(backend: str, *, device: str, precision: str, has_onnx: bool)
     models without an exported file.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
+        raise ModelError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
     return "onnx" if has_onnx and device in ("auto", "cpu") and precision == "fp32" else "torch"
@@ -381,15 +382,15 @@ def choose_backend(backend: str, *, device: str, precision: str, has_onnx: bool)
 def _same_model(card: ModelCard, stored: ModelCard, path: str | os.PathLike) -> None:
     for fact in ("labels", "sample_rate_hz", "window_samples"):
         if getattr(card, fact) != getattr(stored, fact):
-            raise ValueError(f"{path}: its {fact} differ from model {card.name!r}'s")
+            raise ModelError(f"{path}: its {fact} differ from model {card.name!r}'s")
 
 
 def _onnx_backend(path: str | os.PathLike, *, device: str, precision: str, threads: int):
     if device not in ("auto", "cpu"):
-        raise ValueError("the onnx backend runs on the CPU; use --backend torch with --device "
-                         f"{device}")
+        raise ModelError(f"the onnx backend runs on the CPU; device {device!r} needs backend "
+                         "'torch'")
     if precision != "fp32":
-        raise ValueError(f"precision {precision} is a torch option; an ONNX file's precision "
+        raise ModelError(f"precision {precision} is a torch option; an ONNX file's precision "
                          f"is fixed when it is exported")
     from .backends.onnx_backend import OnnxBackend
 
@@ -405,16 +406,16 @@ def make_backend(card: ModelCard, weights_path: str | os.PathLike, *, backend: s
         return _onnx_backend(weights_path, device=device, precision=precision, threads=threads)
     if backend == "torch":
         if not torch_installed():
-            raise ValueError(f"model {card.name!r} needs torch, which is not installed: "
+            raise ModelError(f"model {card.name!r} needs torch, which is not installed: "
                              f"pip install 'musictag[torch]', or tag with an ONNX export of it "
-                             f"(--weights FILE.onnx)")
+                             f"(weights=FILE.onnx)")
         import torch
 
         from .backends.torch_backend import TorchBackend
 
         torch.set_num_threads(threads)
         return TorchBackend(card, weights_path, device=device, precision=precision)
-    raise ValueError(f"unknown backend {backend!r}")
+    raise ModelError(f"unknown backend {backend!r}")
 
 
 def resolve_card(name: str | None, weights: str | os.PathLike | None) -> ModelCard:
@@ -423,7 +424,7 @@ def resolve_card(name: str | None, weights: str | os.PathLike | None) -> ModelCa
     if weights is not None and name is None:
         _, stored = read_weights(weights)
         if stored is None:
-            raise ValueError(f"{weights}: holds no model card; name the card with --model")
+            raise ModelError(f"{weights}: holds no model card; name the card")
         return ModelCard.from_dict(stored, home=Path(weights).resolve().parent)
     return get_card(name or DEFAULT_MODEL)
 
@@ -442,7 +443,7 @@ def load_tagger(name: str | None = None, *, weights: str | os.PathLike | None = 
     options = {"device": device, "precision": precision, "threads": threads}
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
         if backend == "torch":
-            raise ValueError(f"{weights}: an ONNX file runs on the onnx backend, not torch")
+            raise ModelError(f"{weights}: an ONNX file runs on the onnx backend, not torch")
         engine = _onnx_backend(weights, **options)
         card = engine.card
         if name is not None:
@@ -455,9 +456,9 @@ def load_tagger(name: str | None = None, *, weights: str | os.PathLike | None = 
                             has_onnx=onnx_path is not None)
     if chosen == "onnx":
         if onnx_path is None:
-            raise ValueError(f"model {card.name!r} has no ONNX file on this machine; make one "
+            raise ModelError(f"model {card.name!r} has no ONNX file on this machine; make one "
                              f"with `musictag export --onnx --model {card.name} -o FILE.onnx` "
-                             f"and pass --weights FILE.onnx")
+                             f"and pass that file as the weights")
         return Tagger(card, make_backend(card, onnx_path, backend="onnx", **options),
                       batch_size=batch_size)
     weights_path = weights if weights is not None else local_weights(card)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from .audio import AudioError
+from .errors import RunError
 from .fileio import json_dumps
 from .inference import Tagger, TagResult
 
@@ -63,7 +64,7 @@ class RecordWriter:
 
     def __init__(self, stream: IO[str], fmt: str):
         if fmt not in MACHINE_FORMATS:
-            raise ValueError(f"unknown format {fmt!r}")
+            raise RunError(f"unknown format {fmt!r}")
         self.stream, self.fmt, self.count = stream, fmt, 0
         self._csv = None
         if fmt in ("csv", "tsv"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .audio import WindowRule
+from .errors import ModelError
 
 #: The model ``musictag tag`` uses when none is named.
 DEFAULT_MODEL = "samplecnn"
@@ -40,7 +41,7 @@ _FIELD_TYPES: dict[str, type] = {
 }
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(ModelError, LookupError):
     def __init__(self, name: str, known: list[str]):
         super().__init__(f"unknown model {name!r}; known models: {', '.join(known)}")
 
@@ -72,30 +73,30 @@ class ModelCard:
         not a ``TypeError`` from the constructor or later from the model builder.
         """
         if not isinstance(data, dict):
-            raise ValueError(f"a model card is a JSON object, not {type(data).__name__}")
+            raise ModelError(f"a model card is a JSON object, not {type(data).__name__}")
         name = data.get("name", "?")
         unknown = sorted(set(data) - set(_FIELD_TYPES))
         if unknown:
-            raise ValueError(f"model card {name!r} has unknown field(s) {', '.join(unknown)}")
+            raise ModelError(f"model card {name!r} has unknown field(s) {', '.join(unknown)}")
         missing = [f.name for f in fields(cls) if f.name in _FIELD_TYPES and f.name not in data
                    and f.default is MISSING and f.default_factory is MISSING]
         if missing:
-            raise ValueError(f"model card {name!r} lacks field(s) {', '.join(missing)}")
+            raise ModelError(f"model card {name!r} lacks field(s) {', '.join(missing)}")
         for key, value in data.items():
             wanted = _FIELD_TYPES[key]
             if not isinstance(value, wanted) or (wanted is numbers.Integral
                                                  and isinstance(value, bool)):
                 shown = json.dumps(value, default=str)[:40]
-                raise ValueError(f"model card {name!r}: {key} must be a JSON "
+                raise ModelError(f"model card {name!r}: {key} must be a JSON "
                                  f"{_JSON_NAMES[wanted]}, not {shown}")
         if not all(isinstance(label, str) for label in data["labels"]):
-            raise ValueError(f"model card {name!r}: labels must be strings")
+            raise ModelError(f"model card {name!r}: labels must be strings")
         if data["sample_rate_hz"] <= 0 or data["window_samples"] <= 0:
-            raise ValueError(f"model card {name!r}: sample_rate_hz and window_samples must be "
+            raise ModelError(f"model card {name!r}: sample_rate_hz and window_samples must be "
                              "positive")
         card = cls(**data, home=home)
         if len(card.labels) != card.arch.get("n_classes", len(card.labels)):
-            raise ValueError(f"model card {card.name!r}: {len(card.labels)} labels for "
+            raise ModelError(f"model card {card.name!r}: {len(card.labels)} labels for "
                              f"{card.arch['n_classes']} outputs")
         WindowRule.from_dict(card.averaging)
         return card
@@ -106,7 +107,7 @@ class ModelCard:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a readable model card ({error})") from None
+            raise ModelError(f"{path}: not a readable model card ({error})") from None
         return cls.from_dict(data, home=path.resolve().parent)
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from .errors import WeightsError
 from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ _warned_undigested: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-class CorruptWeightsError(ValueError):
+class CorruptWeightsError(WeightsError):
     """A weights or exported model file that differs from the digest stored in it; names it."""
 
 
@@ -97,7 +98,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
         card_json = metadata.get(CARD_METADATA_KEY)
         card = json.loads(card_json) if card_json else None
     except (OSError, SafetensorError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
     _check_digest(path, tensors, metadata.get(DIGEST_METADATA_KEY), card)
     return tensors, card
 

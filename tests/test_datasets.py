@@ -216,7 +216,7 @@ def test_folder_dataset_errors_name_the_file_and_line(tmp_path):
     labels.write_text("path,tags\na.wav,rock\n")
     with pytest.raises(ValueError, match=r"missing \(first: a.wav\)"):
         open_dataset("folder", tmp_path, labels=labels)
-    with pytest.raises(ValueError, match="needs --labels"):
+    with pytest.raises(ValueError, match="needs labels"):
         open_dataset("folder", tmp_path)
 
 

@@ -194,7 +194,7 @@ def test_defaults_are_the_papers_and_every_setting_can_be_overridden(tmp_path):
 def test_a_run_folder_is_never_overwritten_and_resume_keeps_its_settings(tmp_path):
     settings = {"data_dir": str(tmp_path), "lr": 0.1}
     stored = open_config(tmp_path / "run", settings, resume=False)
-    with pytest.raises(ValueError, match="already holds a run; add --resume"):
+    with pytest.raises(ValueError, match="already holds a run; resume it"):
         open_config(tmp_path / "run", settings, resume=False)
     assert open_config(tmp_path / "run", {"lr": 0.1}, resume=True) == stored
     with pytest.raises(ValueError, match="would change: batch_size, lr"):

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..errors import ModelError
 from ..registry import ModelCard
 from ..weights import CorruptWeightsError, warn_once_without_digest
 
@@ -44,7 +45,7 @@ def _varint(data: memoryview, position: int) -> tuple[int, int]:
         if not byte & 0x80:
             return value, position
         shift += 7
-    raise ValueError("truncated protobuf varint")
+    raise ModelError("truncated protobuf varint")
 
 
 def _top_level_fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
@@ -62,9 +63,9 @@ def _top_level_fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
         elif wire_type in (1, 5):
             position += 8 if wire_type == 1 else 4
         else:
-            raise ValueError(f"protobuf wire type {wire_type} is not used by ONNX")
+            raise ModelError(f"protobuf wire type {wire_type} is not used by ONNX")
         if position > len(data):
-            raise ValueError("truncated protobuf field")
+            raise ModelError("truncated protobuf field")
         yield key >> 3, data[start:position]
 
 
@@ -103,7 +104,7 @@ def read_card(session: ort.InferenceSession, path: str | os.PathLike) -> ModelCa
     """The card stored in an exported file's metadata; a one-line error for other ONNX files."""
     stored = session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
     if stored is None:
-        raise ValueError(f"{path}: holds no musictag model card; export it with "
+        raise ModelError(f"{path}: holds no musictag model card; export it with "
                          f"`musictag export --onnx`")
     return ModelCard.from_dict(json.loads(stored), home=Path(path).resolve().parent)
 
@@ -128,7 +129,7 @@ class OnnxBackend:
                                                 providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types
             reason = str(error).strip().splitlines()[0] if str(error).strip() else error
-            raise ValueError(f"{path}: not a loadable ONNX model ({reason})") from None
+            raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from None
         self.path = Path(path)
         self.card = read_card(self.session, path)
         metadata = self.session.get_modelmeta().custom_metadata_map

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from ..errors import ModelError
 from ..nets import build_model, use_bf16_form
 from ..registry import ModelCard
 from ..weights import read_weights
@@ -17,7 +18,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+        raise ModelError("device 'cuda' was asked for but no CUDA GPU is available")
     return torch.device(device)
 
 
@@ -28,7 +29,7 @@ def load_model(card: ModelCard, weights_path: str | os.PathLike) -> torch.nn.Mod
     state = {name: torch.from_numpy(value) for name, value in tensors.items()}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{weights_path}: weights do not fit architecture "
+        raise ModelError(f"{weights_path}: weights do not fit architecture "
                          f"{card.arch['name']!r} (missing {result.missing_keys[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]})")
     return model.float().eval()
@@ -40,7 +41,7 @@ class TorchBackend:
     def __init__(self, card: ModelCard, weights_path: str | os.PathLike, *,
                  device: str = "auto", precision: str = "fp32"):
         if precision not in ("fp32", "bf16"):
-            raise ValueError(f"unknown precision {precision!r} (fp32 or bf16)")
+            raise ModelError(f"unknown precision {precision!r} (fp32 or bf16)")
         self.device = resolve_device(device)
         self.model = load_model(card, weights_path).to(self.device)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+
+from ..errors import MusictagError, first_line
 
 app = typer.Typer(
     name="musictag",
@@ -49,7 +52,14 @@ class _OneLineFormatter(logging.Formatter):
         return f"musictag: {record.levelname.lower()}: {record.getMessage()}"
 
 
+_verbose = False
+
+
 def setup_logging(verbose: bool = False) -> None:
+    """Warnings (info too under ``verbose``) on stderr, one line each; ``verbose`` also makes
+    :func:`fail_error` show the traceback."""
+    global _verbose
+    _verbose = verbose
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineFormatter())
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler],
@@ -60,6 +70,18 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit: how every whole-job failure ends."""
     stderr.print(f"musictag: error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def fail_error(error: BaseException, code: int = EXIT_USAGE, *, flags: str = "") -> NoReturn:
+    """:func:`fail` with the first line of ``error`` (after it, ``flags``: the options that
+    mend it, which the library's message cannot name); the traceback too under ``--verbose``."""
+    if _verbose:
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    fail(f"{first_line(error)}{f' ({flags})' if flags else ''}", code)
+
+
+#: What a command catches around library calls: the library's own errors and the file system's.
+USER_ERRORS = (MusictagError, OSError)
 
 
 def show_progress(quiet: bool) -> bool:

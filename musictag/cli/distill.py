@@ -9,8 +9,19 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..registry import DEFAULT_MODEL, UnknownModelError, card_reference, get_card
-from .app import QuietOption, VerboseOption, app, fail, setup_logging, show_progress, stderr
+from ..errors import MusictagError, RunError
+from ..registry import DEFAULT_MODEL, card_reference, get_card
+from .app import (
+    USER_ERRORS,
+    QuietOption,
+    VerboseOption,
+    app,
+    fail,
+    fail_error,
+    setup_logging,
+    show_progress,
+    stderr,
+)
 
 
 def _auc_text(auc: float | None) -> str:
@@ -104,8 +115,8 @@ def distill(
             teachers = [parse_teacher_spec(spec) for spec in teacher]
             group_weights = dict(parse_group_weight(spec) for spec in group_weight or [])
             student_card = get_card(init or student)
-        except (ValueError, UnknownModelError) as error:
-            fail(str(error))
+        except MusictagError as error:
+            fail_error(error)
         config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
                                held_out_groups=list(hold_out), name=name,
                                group_weights=group_weights,
@@ -147,8 +158,8 @@ def distill(
         with progress:
             run.train(max_steps=max_steps,
                       max_time_s=None if max_minutes is None else max_minutes * 60)
-    except (ValueError, LookupError, RuntimeError, OSError) as error:
-        fail(str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     print(run.run_dir / f"{run.config.name}.json")
 
 
@@ -187,8 +198,8 @@ def compare_teachers(
         corpus = Corpus(cache_dir, tracks)
         chosen = sample_tracks(tracks, per_group)
         taggers = {name: load_tagger(name, device="cpu") for name in teacher}
-    except (ValueError, LookupError, RuntimeError, OSError) as error:
-        fail(str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     labels = next(iter(taggers.values())).labels
     excerpts = [excerpt(corpus, track, sample_rate_hz=rate) for track in chosen]
     groups = [track.group for track in chosen]
@@ -268,9 +279,9 @@ def agreement_command(
         for name, tagger in taggers.items():
             if (tagger.card.sample_rate_hz, tagger.card.window_samples) != (
                     first.sample_rate_hz, first.window_samples):
-                raise ValueError(f"model {name!r} hears {tagger.card.window_samples} samples "
-                                 f"at {tagger.card.sample_rate_hz} Hz, unlike {names[0]!r}: "
-                                 "compare models of one rate and window")
+                raise RunError(f"model {name!r} hears {tagger.card.window_samples} samples "
+                               f"at {tagger.card.sample_rate_hz} Hz, unlike {names[0]!r}: "
+                               "compare models of one rate and window")
         rate, window = first.sample_rate_hz, first.window_samples
         ensemble = TeacherEnsemble([parse_teacher_spec(spec) for spec in teacher],
                                    labels=first.labels, student_window_s=window / rate)
@@ -280,7 +291,7 @@ def agreement_command(
         if group:
             _, tracks = corpus.split(set(group))
         if not tracks:
-            raise ValueError(f"{audio_dir}: no tracks of at least 4 s in any group folder")
+            raise RunError(f"{audio_dir}: no tracks of at least 4 s in any group folder")
         with stderr.status(f"labelling {len(tracks)} tracks with the teachers"):
             windows = cached_validation_set(corpus, tracks, ensemble, sample_rate_hz=rate,
                                             student_window=window,
@@ -290,8 +301,8 @@ def agreement_command(
         with stderr.status("scoring the students"):
             scores = {name: tagger_track_scores(tagger, windows, ensemble.labels)
                       for name, tagger in taggers.items()}
-    except (ValueError, LookupError, RuntimeError, OSError) as error:
-        fail(str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     groups = {track.group for track in tracks}
     report: dict[str, Any] = {
         "tracks": len(tracks), "windows_per_track": windows_per_track,

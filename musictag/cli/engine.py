@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ..scale import EngineError, connect
-from .app import fail
+from .app import fail, fail_error
 
 ENGINES = ("local", "ray")
 
@@ -67,7 +67,7 @@ class Engine:
         try:  # Ray's start-up notes (token authentication is on, ...) only with --verbose
             connect(self.address, logging_level=logging.INFO if verbose else logging.ERROR)
         except EngineError as error:
-            fail(str(error))
+            fail_error(error)
         import ray.data  # connect() succeeded, so Ray is installed
 
         context = ray.data.DataContext.get_current()
@@ -86,4 +86,4 @@ def checked(outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
     try:
         yield from outcomes
     except EngineError as error:
-        fail(str(error))
+        fail_error(error)

@@ -8,18 +8,18 @@ from typing import Annotated
 import typer
 
 from ..audio import find_audio_files
-from ..hub import ModelUnavailableError, local_weights
+from ..hub import local_weights
 from ..inference import resolve_card
-from ..registry import ModelCard, UnknownModelError
-from .app import ModelOption, QuietOption, WeightsOption, app, fail, stderr
+from ..registry import ModelCard
+from .app import USER_ERRORS, ModelOption, QuietOption, WeightsOption, app, fail, fail_error, stderr
 
 
 def _card_and_weights(model: str | None, weights: Path | None) -> tuple[ModelCard, Path]:
     try:
         card = resolve_card(model, weights)
         return card, weights if weights is not None else local_weights(card)
-    except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
 
 
 @app.command()
@@ -58,7 +58,7 @@ def export(
     try:
         import onnxscript  # noqa: F401  (torch.onnx's exporter writes the graph through it)
 
-        from ..export import ExportError, export_onnx
+        from ..export import export_onnx
     except ImportError as error:
         fail(f"export needs torch and onnx ({error.name} is missing): "
              f"pip install 'musictag[export]'")
@@ -66,8 +66,8 @@ def export(
     try:
         report = export_onnx(card, weights_path, output, precision=quantize or "fp32",
                              audio=files, fp32_layers=fp32_layers, on_step=step)
-    except (ExportError, ValueError, OSError) as error:
-        fail(str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     for note in report.notes:
         stderr.print(f"musictag: note: {note}", markup=False, highlight=False)
     print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.precision}, "

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..audio import AudioError
+from ..errors import MusictagError
 from ..fileio import atomic_open, json_dumps, remove_stale_temporaries
 from ..library.embed import EmbeddingIndex, embed_files
 from ..library.runlog import FileKey, LogInUseError, RunLog
@@ -32,6 +33,7 @@ from ..output import PATH_ERRORS, is_results_file
 from ..scale import embed_outcomes
 from .app import (
     EXIT_SOME_FAILED,
+    USER_ERRORS,
     BatchSizeOption,
     DeviceOption,
     ModelOption,
@@ -40,6 +42,7 @@ from .app import (
     WeightsOption,
     app,
     fail,
+    fail_error,
     setup_logging,
     show_progress,
     stderr,
@@ -111,8 +114,8 @@ class LibraryRun:
             parsed = parse_shard(shard) if shard is not None else None
             name = check_field(tag_field or DEFAULT_FIELD) if write_tags or dry_run else None
             log = RunLog(output, resume=resume) if logged else None
-        except (ValueError, OSError) as error:
-            fail(str(error))
+        except USER_ERRORS as error:
+            fail_error(error)
         return cls(output, fmt, log, parsed, retry_failed, name, id3v23, dry_run, quiet=quiet)
 
     def check_model(self, name: Callable[[], str]) -> None:
@@ -178,7 +181,7 @@ class LibraryRun:
         try:
             self.log.open()
         except LogInUseError as error:
-            fail(str(error))
+            fail_error(error)
         except OSError as error:
             fail(f"{self.output}: cannot write ({error.strerror or error})")
         with self.log:
@@ -261,8 +264,8 @@ def merge_shards_command(
     check_output(output)
     try:
         records = merge_shards(logs)
-    except ValueError as error:
-        fail(str(error))
+    except MusictagError as error:
+        fail_error(error)
     with atomic_open(output, "w", encoding="utf-8") as stream:
         for record in records:
             stream.write(json_dumps(record) + "\n")
@@ -337,8 +340,8 @@ def embed(
 
     try:
         index = EmbeddingIndex.from_windows(vectors(), model=card.name, per_window=per_window)
-    except ValueError as error:
-        fail(str(error))
+    except MusictagError as error:
+        fail_error(error)
     index.save(output)
     stderr.print(f"{output}: {len(index.paths)} files x {index.embeddings.shape[1]} values "
                  f"({card.name})", markup=False, highlight=False)
@@ -369,8 +372,8 @@ def similar(
         fail(f"unknown format {fmt!r}; choose table, jsonl or tsv")
     try:
         index = EmbeddingIndex.load(index_path)
-    except ValueError as error:
-        fail(str(error))
+    except MusictagError as error:
+        fail_error(error)
     query = os.path.abspath(query)  # the index holds absolute paths
     vector = index.vector(query)
     if vector is None:
@@ -380,7 +383,7 @@ def similar(
         try:
             vector = tagger.embed(query).mean(axis=0)
         except AudioError as error:
-            fail(str(error), code=EXIT_SOME_FAILED)
+            fail_error(error, code=EXIT_SOME_FAILED)
     ranked = index.nearest(vector, k=k, exclude=query)
     if fmt == "table":
         table = Table(show_header=True, header_style="bold")

@@ -6,15 +6,20 @@ from pathlib import Path
 
 from ..hub import ModelUnavailableError
 from ..inference import Tagger, load_tagger, resolve_card
-from ..registry import ModelCard, UnknownModelError
-from .app import fail
+from ..registry import ModelCard
+from .app import USER_ERRORS, fail_error
+
+
+def _fail_loading(error: BaseException):
+    flags = "--weights FILE or another --model" if isinstance(error, ModelUnavailableError) else ""
+    fail_error(error, flags=flags)
 
 
 def open_tagger(model: str | None, weights: Path | None, **options) -> Tagger:
     try:
         return load_tagger(model, weights=weights, **options)
-    except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        _fail_loading(error)
 
 
 def card_name(model: str | None, weights: Path | None) -> str:
@@ -29,5 +34,5 @@ def open_card(model: str | None, weights: Path | None) -> ModelCard:
         return open_tagger(None, weights).card
     try:
         return resolve_card(model, weights)
-    except (UnknownModelError, ModelUnavailableError, ValueError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        _fail_loading(error)

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from .. import hub
-from ..registry import ModelCard, UnknownModelError, available_models, get_card
-from .app import QuietOption, app, fail, show_progress, stderr
+from ..registry import ModelCard, available_models, get_card
+from .app import USER_ERRORS, QuietOption, app, fail_error, show_progress, stderr
 
 models_app = typer.Typer(help="List, pull and import models.", invoke_without_command=True,
                          no_args_is_help=False)
@@ -89,8 +89,8 @@ def pull_models(
             card = get_card(name)
             with _download_progress(card.name, quiet) as on_progress:
                 path = hub.pull(card, on_progress=on_progress, force=force)
-        except (UnknownModelError, hub.ModelUnavailableError, ValueError, OSError) as error:
-            fail(str(error.args[0]) if error.args else str(error))
+        except USER_ERRORS as error:
+            fail_error(error)
         print(f"{card.name}\t{path}")
 
 
@@ -112,8 +112,11 @@ def import_model(
     try:
         cards = hub.cards_for_import(source, available_models(), model=model, arch=arch,
                                      dataset=dataset)
+    except USER_ERRORS as error:
+        fail_error(error, flags="--model, --arch, --dataset")
+    try:
         written = [(card, hub.import_file(card, source)) for card in cards]
-    except (hub.ChecksumError, ValueError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     for card, path in written:
         print(f"{card.name}\t{path}")

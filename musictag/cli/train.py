@@ -23,6 +23,7 @@ from ..data import LabelledDataset
 from ..data.cache import AudioCache
 from ..registry import card_reference, get_card
 from .app import (
+    USER_ERRORS,
     BatchSizeOption,
     DeviceOption,
     ModelOption,
@@ -31,6 +32,7 @@ from .app import (
     WeightsOption,
     app,
     fail,
+    fail_error,
     setup_logging,
     show_progress,
     stderr,
@@ -97,8 +99,8 @@ def preprocess(
         rate = sample_rate or (get_card(model).sample_rate_hz if model else 22050)
         result, cache = _prepared(dataset, data_dir, labels, n_tags, cache_dir, rate,
                                   ["train", "valid", "test"], workers, quiet)
-    except (ValueError, LookupError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     print(json.dumps({"cache": str(cache.folder), "sample_rate_hz": rate,
                       "tags": len(result.tags), "clips": result.describe()}))
 
@@ -210,6 +212,7 @@ def train(
     Under torchrun every process runs this same command (DistributedDataParallel)."""
     from ..training import TrainingInterrupted, TrainingRun
     from ..training.distributed import environment_rank
+    from ..training.run import CONFIG_FILE
 
     main_process = environment_rank() == 0
     setup_logging(verbose)
@@ -221,6 +224,9 @@ def train(
                "init": card_reference(init) if init else None, "name": name,
                "batch_size": batch_size, "lr": lr, "max_epochs": epochs, "seed": seed,
                "precision": precision, "device": device, "arch.dropout": dropout}
+    if main_process and not resume and (run_dir / CONFIG_FILE).exists():
+        fail(f"{run_dir} already holds a run; add --resume to continue it or choose another "
+             "--run-dir")
     progress = _progress(quiet)
     try:
         settings = _training_settings(options, config_file, assignments)
@@ -229,14 +235,15 @@ def train(
                               on_event=_TrainingDisplay(progress) if main_process else None)
             card_path = run.train()
     except TrainingInterrupted as stopped:
-        stderr.print(f"musictag: {stopped}", markup=False, highlight=False)
+        stderr.print(f"musictag: {stopped}, continue with --resume", markup=False,
+                     highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         stderr.print(f"musictag: interrupted; the last checkpoint in {run_dir} is kept",
                      markup=False, highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (ValueError, LookupError, RuntimeError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     if card_path is not None:
         print(card_path)
 
@@ -284,8 +291,8 @@ def evaluate(
             metrics = run_evaluation(tagger, prepared, cache, split=split,
                                      on_progress=lambda done, _: progress.update(
                                          task, completed=done))
-    except (ValueError, LookupError, OSError) as error:
-        fail(str(error.args[0]) if error.args else str(error))
+    except USER_ERRORS as error:
+        fail_error(error)
     if metrics.undefined_tags:
         stderr.print(f"musictag: {len(metrics.undefined_tags)} tag(s) have no positive or no "
                      f"negative clip in the {split} split and are left out of the averages: "

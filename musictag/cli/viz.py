@@ -18,6 +18,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..audio import AudioError
+from ..errors import MusictagError
 from ..fileio import atomic_open
 from .app import (
     BatchSizeOption,
@@ -28,6 +29,7 @@ from .app import (
     WeightsOption,
     app,
     fail,
+    fail_error,
     setup_logging,
     show_progress,
     stderr,
@@ -93,8 +95,8 @@ def filters(
     try:
         chosen = parse_layers(layers, available) if layers else \
             default_layers(network, available, input_samples=input_samples)
-    except ValueError as error:
-        fail(str(error))
+    except MusictagError as error:
+        fail_error(error)
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=stderr,
@@ -166,7 +168,7 @@ def taggram(
     try:
         gram = make_taggram(tagger, path, top=top)
     except AudioError as error:
-        fail(str(error))
+        fail_error(error)
     if plotting is not None:
         target = output or Path(f"{path.stem}.taggram.png")
         print(plotting.save_png(plotting.taggram_figure(gram), target))

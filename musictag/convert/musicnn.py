@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelError
 from ..nets import build_model
 from ..registry import ModelCard
 from .tf_checkpoint import Checkpoint, CheckpointError
@@ -81,7 +82,7 @@ def checkpoint_to_state_dict(checkpoint: Checkpoint, arch: dict) -> dict[str, np
     """The torch state dict of ``arch`` from an opened checkpoint; every tensor accounted for."""
     layers = _LAYERS.get(arch["name"])
     if layers is None:
-        raise ValueError(f"no musicnn layer map for architecture {arch['name']!r}")
+        raise ModelError(f"no musicnn layer map for architecture {arch['name']!r}")
     used: set[str] = set()
 
     def read(name: str) -> np.ndarray:

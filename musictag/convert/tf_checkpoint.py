@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import WeightsError
+
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_BYTES = 48
 _BLOCK_TRAILER_BYTES = 5  # compression type byte + CRC-32C of the block
@@ -35,7 +37,7 @@ _DTYPES: dict[int, np.dtype] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """The files are not a readable Saver V2 checkpoint; the message names the file and cause."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import WeightsError
 from ..nets import build_model
 from ..nets.spectrogram import hann_window
 from ..nets.won2020 import LogMel
@@ -32,7 +33,7 @@ _WINDOW_KEY = "spec.spectrogram.window"
 _FILTERBANK_KEY = "spec.mel_scale.fb"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(WeightsError):
     """The checkpoint does not fit the card's architecture; the message names the keys."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RunError
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
@@ -40,7 +42,7 @@ class LabelledDataset:
         if split == "all":
             return [clip for name in SPLITS for clip in self.splits.get(name, [])]
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose {', '.join(SPLITS)} or all")
+            raise RunError(f"unknown split {split!r}; choose {', '.join(SPLITS)} or all")
         return self.splits.get(split, [])
 
     def targets(self, clips: list[Clip]) -> np.ndarray:
@@ -75,13 +77,13 @@ def open_dataset(kind: str, data_dir: str | os.PathLike, *, labels: str | os.Pat
         from .mtat import N_TAGS, load_mtat
 
         if labels:
-            raise ValueError("--labels is for --dataset folder; MTAT's labels are its "
-                             "annotations_final.csv")
+            raise RunError("labels are for the folder dataset; MTAT's labels are its "
+                           "annotations_final.csv")
         return load_mtat(data_dir, n_tags=n_tags or N_TAGS)
     if kind == "folder":
         from .folder import load_folder
 
         if not labels:
-            raise ValueError("--dataset folder needs --labels labels.csv (columns path, tags)")
+            raise RunError("the folder dataset needs labels: a labels.csv (columns path, tags)")
         return load_folder(data_dir, labels, n_tags=n_tags or None)
-    raise ValueError(f"unknown dataset {kind!r}; choose {', '.join(DATASET_KINDS)}")
+    raise RunError(f"unknown dataset {kind!r}; choose {', '.join(DATASET_KINDS)}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError, load_mono
+from ..errors import RunError
 from ..fileio import atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ class AudioCache:
             elif self.error_file(relative).exists():
                 log.warning("%s", self.error_file(relative).read_text().strip())
             else:
-                raise ValueError(f"{self.audio_root / relative}: not in the cache "
-                                 f"{self.folder} yet; preprocess the dataset first")
+                raise RunError(f"{self.audio_root / relative}: not in the cache "
+                               f"{self.folder} yet; preprocess the dataset first")
         return result
 
     def samples(self, relative: str) -> np.ndarray:

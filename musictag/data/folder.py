@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..audio import MIN_DURATION_S
+from ..errors import RunError
 from . import SPLITS, Clip, LabelledDataset
 
 TAG_SEPARATOR = ";"
@@ -33,23 +34,23 @@ def read_labels(path: Path) -> list[tuple[str, list[str], str]]:
             reader = csv.DictReader(handle)
             fields = set(reader.fieldnames or [])
             if not {"path", "tags"} <= fields:
-                raise ValueError(f"{path}: needs a header with columns path and tags "
-                                 f"(found {', '.join(sorted(fields)) or 'none'})")
+                raise RunError(f"{path}: needs a header with columns path and tags "
+                               f"(found {', '.join(sorted(fields)) or 'none'})")
             rows = []
             for line, row in enumerate(reader, start=2):
                 audio = (row["path"] or "").strip()
                 if not audio:
-                    raise ValueError(f"{path}:{line}: empty path")
+                    raise RunError(f"{path}:{line}: empty path")
                 tags = [t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()]
                 split = (row.get("split") or "").strip() or hashed_split(audio)
                 if split not in SPLITS:
-                    raise ValueError(f"{path}:{line}: split {split!r} is not one of "
-                                     f"{', '.join(SPLITS)}")
+                    raise RunError(f"{path}:{line}: split {split!r} is not one of "
+                                   f"{', '.join(SPLITS)}")
                 rows.append((audio, tags, split))
     except OSError as error:
-        raise ValueError(f"{path}: cannot read labels ({error.strerror})") from None
+        raise RunError(f"{path}: cannot read labels ({error.strerror})") from None
     if not rows:
-        raise ValueError(f"{path}: no labelled files")
+        raise RunError(f"{path}: no labelled files")
     return rows
 
 
@@ -60,11 +61,11 @@ def load_folder(data_dir: str | os.PathLike, labels: str | os.PathLike, *,
     rows = read_labels(labels)
     missing = [audio for audio, _, _ in rows if not (data_dir / audio).is_file()]
     if missing:
-        raise ValueError(f"{data_dir}: {len(missing)} file(s) named in {labels.name} are missing "
-                         f"(first: {missing[0]})")
+        raise RunError(f"{data_dir}: {len(missing)} file(s) named in {labels.name} are missing "
+                       f"(first: {missing[0]})")
     counts = Counter(tag for _, tags, split in rows if split == "train" for tag in set(tags))
     if not counts:
-        raise ValueError(f"{labels}: no tags on any training file")
+        raise RunError(f"{labels}: no tags on any training file")
     vocabulary = sorted(counts, key=lambda tag: (-counts[tag], tag))[:n_tags]
     index = {tag: i for i, tag in enumerate(vocabulary)}
     splits: dict[str, list[Clip]] = {name: [] for name in SPLITS}

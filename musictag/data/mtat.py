@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RunError
 from . import Clip, LabelledDataset
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ def read_annotations(path: str | os.PathLike) -> tuple[list[str], list[str], np.
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle, delimiter="\t"))
     except OSError as error:
-        raise ValueError(f"{path}: cannot read MTAT annotations ({error.strerror})") from None
+        raise RunError(f"{path}: cannot read MTAT annotations ({error.strerror})") from None
     if not rows or len(rows[0]) < 3 or rows[0][0] != "clip_id" or rows[0][-1] != "mp3_path":
-        raise ValueError(f"{path}: not MTAT's annotations_final.csv (expected tab-separated "
-                         "columns clip_id, tags..., mp3_path)")
+        raise RunError(f"{path}: not MTAT's annotations_final.csv (expected tab-separated "
+                       "columns clip_id, tags..., mp3_path)")
     header = rows[0]
     tags = header[1:-1]
     paths, matrix = [], []
@@ -54,11 +55,11 @@ def read_annotations(path: str | os.PathLike) -> tuple[list[str], list[str], np.
         if not row:
             continue
         if len(row) != len(header):
-            raise ValueError(f"{path}:{line}: {len(row)} columns, the header has {len(header)}")
+            raise RunError(f"{path}:{line}: {len(row)} columns, the header has {len(header)}")
         try:
             matrix.append([int(value) for value in row[1:-1]])
         except ValueError:
-            raise ValueError(f"{path}:{line}: tag columns must be 0 or 1") from None
+            raise RunError(f"{path}:{line}: tag columns must be 0 or 1") from None
         paths.append(row[-1])
     return tags, paths, np.array(matrix, dtype=np.uint8).reshape(len(paths), len(tags))
 
@@ -78,7 +79,7 @@ def load_mtat(data_dir: str | os.PathLike, *, n_tags: int = N_TAGS) -> LabelledD
     data_dir = Path(data_dir)
     names, paths, matrix = read_annotations(data_dir / ANNOTATIONS)
     if n_tags > len(names):
-        raise ValueError(f"{data_dir / ANNOTATIONS}: {len(names)} tags, fewer than {n_tags}")
+        raise RunError(f"{data_dir / ANNOTATIONS}: {len(names)} tags, fewer than {n_tags}")
     columns = most_frequent(matrix.sum(axis=0), n_tags)
     root = audio_root(data_dir)
     splits: dict[str, list[Clip]] = {"train": [], "valid": [], "test": []}
@@ -96,7 +97,7 @@ def load_mtat(data_dir: str | os.PathLike, *, n_tags: int = N_TAGS) -> LabelledD
             continue
         splits[split].append(Clip(path=path, tags=positives))
     if missing:
-        raise ValueError(f"{root}: {len(missing)} clip(s) of {ANNOTATIONS} are missing (first: "
-                         f"{missing[0]}); unpack all of mp3.zip.001-003 into --data-dir")
+        raise RunError(f"{root}: {len(missing)} clip(s) of {ANNOTATIONS} are missing (first: "
+                       f"{missing[0]}); unpack all of mp3.zip.001-003 into the data folder")
     return LabelledDataset(kind="mtat", audio_root=root, tags=[names[i] for i in columns],
                            splits=splits, min_duration_s=MIN_CLIP_S)

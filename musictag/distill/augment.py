@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from ..errors import RunError
 from .corpus import Corpus, CorpusTrack
 
 #: Segments quieter than this RMS (about -50 dBFS) are redrawn: intros and gaps teach nothing.
@@ -38,7 +39,7 @@ def parse_group_weight(spec: str) -> tuple[str, float]:
     except ValueError:
         value = -1.0
     if not group or not value > 0:
-        raise ValueError(f"group weight {spec!r}: expected GROUP:WEIGHT with a positive weight")
+        raise RunError(f"group weight {spec!r}: expected GROUP:WEIGHT with a positive weight")
     return group, value
 
 

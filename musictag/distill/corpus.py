@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError, find_audio_files, load_mono
+from ..errors import RunError
 from ..fileio import atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,8 @@ def build_cache(audio_dir: str | os.PathLike, cache_dir: str | os.PathLike, *,
     index_path = cache_dir / INDEX_NAME
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     if index.get("sample_rate_hz", sample_rate_hz) != sample_rate_hz:
-        raise ValueError(f"{cache_dir}: cache holds audio at {index['sample_rate_hz']} Hz, "
-                         f"not {sample_rate_hz} Hz; use another cache folder")
+        raise RunError(f"{cache_dir}: cache holds audio at {index['sample_rate_hz']} Hz, "
+                       f"not {sample_rate_hz} Hz; use another cache folder")
     entries: dict[str, dict] = index.get("files", {})
     files = [p for p in find_audio_files([audio_dir]) if p.relative_to(audio_dir).parts[:-1]]
     jobs = [(str(p), str(cache_dir / cache_name(str(p.relative_to(audio_dir)))), sample_rate_hz)
@@ -112,7 +113,7 @@ class Corpus:
 
     def __init__(self, cache_dir: str | os.PathLike, tracks: list[CorpusTrack]):
         if not tracks:
-            raise ValueError("no usable audio tracks in the corpus")
+            raise RunError("no usable audio tracks in the corpus")
         self.cache_dir = Path(cache_dir)
         self.tracks = tracks
         self._maps: dict[str, np.ndarray] = {}
@@ -134,7 +135,7 @@ class Corpus:
     def split(self, held_out_groups: set[str]) -> tuple[list[CorpusTrack], list[CorpusTrack]]:
         unknown = held_out_groups - {t.group for t in self.tracks}
         if unknown:
-            raise ValueError(f"held-out group(s) not in the corpus: {', '.join(sorted(unknown))}")
+            raise RunError(f"held-out group(s) not in the corpus: {', '.join(sorted(unknown))}")
         train = [t for t in self.tracks if t.group not in held_out_groups]
         held = [t for t in self.tracks if t.group in held_out_groups]
         return train, held

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError
+from ..errors import RunError
 from ..inference import Tagger
 
 REQUIRED_COLUMNS = ("path", "class", "tags")
@@ -36,7 +37,7 @@ Scores = Mapping[str, float]
 FileCallback = Callable[[Path], None]
 
 
-class KnownContentError(ValueError):
+class KnownContentError(RunError):
     """A manifest that can't be read, or a file or tag that a model can't be checked on."""
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
+from ..errors import RunError
 from ..fileio import atomic_open
 from ..nets import build_model, use_bf16_form
 from ..nets.registry import config_to_dict
@@ -122,11 +123,11 @@ class DistillRun:
         if config_path.exists():
             stored = DistillConfig.from_dict(json.loads(config_path.read_text()))
             if config is not None and dataclasses.asdict(config) != dataclasses.asdict(stored):
-                raise ValueError(f"{self.run_dir}: holds a run with another configuration; "
-                                 "resume it without options or choose a new --run-dir")
+                raise RunError(f"{self.run_dir}: holds a run with another configuration; "
+                               "resume it without options or choose a new run folder")
             config = stored
         elif config is None:
-            raise ValueError(f"{self.run_dir}: no run to resume (config.json missing)")
+            raise RunError(f"{self.run_dir}: no run to resume (config.json missing)")
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with atomic_open(config_path) as handle:
@@ -145,11 +146,11 @@ class DistillRun:
         self.corpus = Corpus(cache_dir, tracks)
         self.train_tracks, self.held_tracks = self.corpus.split(set(config.held_out_groups))
         if not self.train_tracks or not self.held_tracks:
-            raise ValueError("both the training groups and the held-out groups need tracks")
+            raise RunError("both the training groups and the held-out groups need tracks")
         unknown = set(config.group_weights) - {t.group for t in self.train_tracks}
         if unknown:
-            raise ValueError(f"weighted group(s) not among the training groups: "
-                             f"{', '.join(sorted(unknown))}")
+            raise RunError(f"weighted group(s) not among the training groups: "
+                           f"{', '.join(sorted(unknown))}")
         torch.manual_seed(config.seed)
         self.generator = np.random.default_rng(config.seed)
         self.ensemble = TeacherEnsemble(config.teachers,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from ..errors import RunError
 from ..inference import Tagger, load_tagger
 
 #: The longest teacher window accepted, relative to the student's.
@@ -39,9 +40,9 @@ def parse_teacher_spec(spec: str) -> tuple[str, float]:
     try:
         value = float(weight) if weight else 1.0
     except ValueError:
-        raise ValueError(f"teacher {spec!r}: weight {weight!r} is not a number") from None
+        raise RunError(f"teacher {spec!r}: weight {weight!r} is not a number") from None
     if value <= 0:
-        raise ValueError(f"teacher {spec!r}: weight must be positive")
+        raise RunError(f"teacher {spec!r}: weight must be positive")
     return name, value
 
 
@@ -51,7 +52,7 @@ class TeacherEnsemble:
     def __init__(self, specs: list[tuple[str, float]], *, labels: list[str] | None = None,
                  student_window_s: float, device: str = "cpu", batch_size: int = 16):
         if not specs:
-            raise ValueError("at least one teacher is needed")
+            raise RunError("at least one teacher is needed")
         taggers = [(name, weight, load_tagger(name, device=device, batch_size=batch_size))
                    for name, weight in specs]
         self.labels = list(labels or taggers[0][2].labels)
@@ -60,12 +61,12 @@ class TeacherEnsemble:
         for name, weight, tagger in taggers:
             missing = [label for label in self.labels if label not in tagger.labels]
             if missing:
-                raise ValueError(f"teacher {name!r} has no output for {', '.join(missing[:5])}")
+                raise RunError(f"teacher {name!r} has no output for {', '.join(missing[:5])}")
             teacher = Teacher(name, weight / total, tagger,
                               np.array([tagger.labels.index(label) for label in self.labels]))
             if teacher.window_s > MAX_WINDOW_RATIO * student_window_s:
-                raise ValueError(f"teacher {name!r} listens to {teacher.window_s:.1f} s windows; "
-                                 f"it cannot label {student_window_s:.2f} s student windows")
+                raise RunError(f"teacher {name!r} listens to {teacher.window_s:.1f} s windows; "
+                               f"it cannot label {student_window_s:.2f} s student windows")
             self.teachers.append(teacher)
         self.span_s = max(student_window_s, *(t.window_s for t in self.teachers))
 

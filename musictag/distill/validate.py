@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from ..audio import evenly_spaced_starts
+from ..errors import RunError
 from ..fileio import atomic_path
 from ..inference import Tagger
 from .bootstrap import interval, macro_roc_auc, mean_overlap, resample_indices
@@ -84,7 +85,7 @@ def tagger_track_scores(tagger: Tagger, windows: ValidationSet, labels: list[str
     """A model's per-track scores on a labelled window set, columns in ``labels`` order."""
     missing = [label for label in labels if label not in tagger.labels]
     if missing:
-        raise ValueError(f"model {tagger.card.name!r} has no output for {', '.join(missing[:5])}")
+        raise RunError(f"model {tagger.card.name!r} has no output for {', '.join(missing[:5])}")
     columns = [tagger.labels.index(label) for label in labels]
     scores = np.concatenate([tagger.predict(windows.inputs[i:i + 32].astype(np.float32))
                              for i in range(0, len(windows.inputs), 32)])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio import AudioError
+from ..errors import RunError
 from ..fileio import atomic_path
 from ..inference import Tagger
 
@@ -57,7 +58,7 @@ class EmbeddingIndex:
             if per_window:
                 windows.append(vectors)
         if not paths:
-            raise ValueError("no files to index")
+            raise RunError("no files to index")
         index = cls(paths, np.stack(means).astype(np.float32), model)
         if per_window:
             index.window_embeddings = np.concatenate(windows).astype(np.float32)
@@ -83,7 +84,7 @@ class EmbeddingIndex:
                            str(data["model"]),
                            data.get("window_embeddings"), data.get("window_file"))
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{source}: not an embeddings index ({error})") from None
+            raise RunError(f"{source}: not an embeddings index ({error})") from None
 
     def vector(self, path: str) -> np.ndarray | None:
         try:

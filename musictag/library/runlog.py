@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunError
 from ..fileio import json_dumps
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def complete_length(path: str | os.PathLike) -> int:
     return length
 
 
-class LogInUseError(RuntimeError):
+class LogInUseError(RunError, RuntimeError):
     """Another process has the log open for appending; ``str()`` is the line users see."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..errors import RunError
 from .runlog import is_failure, latest_records
 
 P = TypeVar("P", str, Path)
@@ -24,16 +25,16 @@ def parse_shard(text: str) -> tuple[int, int]:
         k_text, n_text = text.split("/")
         k, n = int(k_text), int(n_text)
     except ValueError:
-        raise ValueError(f"shard {text!r} is not K/N (for example 3/8)") from None
+        raise RunError(f"shard {text!r} is not K/N (for example 3/8)") from None
     if not 1 <= k <= n:
-        raise ValueError(f"shard {text!r}: K must be between 1 and N")
+        raise RunError(f"shard {text!r}: K must be between 1 and N")
     return k, n
 
 
 def select_shard(files: Iterable[P], k: int, n: int) -> list[P]:
     """Shard ``k`` of ``n`` of the files, sorted by path so every job sees the same order."""
     if not 1 <= k <= n:
-        raise ValueError(f"shard {k}/{n}: K must be between 1 and N")
+        raise RunError(f"shard {k}/{n}: K must be between 1 and N")
     ordered = sorted(set(files), key=str)
     return ordered[k - 1::n]
 
@@ -54,7 +55,7 @@ def merge_shards(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
             if not is_failure(record) and "model" in record:
                 made_by.setdefault(str(record["model"]), str(path))
     if len(made_by) > 1:
-        raise ValueError("the logs hold results of different models: " + ", ".join(
+        raise RunError("the logs hold results of different models: " + ", ".join(
             f"{model} ({path})" for model, path in sorted(made_by.items())))
     return [latest[path] for path in sorted(latest)]
 

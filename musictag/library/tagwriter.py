@@ -36,6 +36,7 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from ..audio import AudioError
+from ..errors import RunError
 from ..fileio import atomic_path
 
 DEFAULT_FIELD = "MUSICTAG"
@@ -72,8 +73,8 @@ def check_field(field: str) -> str:
     """The field name upper-cased; Vorbis comments allow printable ASCII without ``=``."""
     name = field.strip().upper()
     if not name or any(not 0x20 <= ord(c) <= 0x7D or c == "=" for c in name):
-        raise ValueError(f"tag field {field!r}: use printable ASCII letters, digits, spaces or "
-                         "punctuation other than '=' and '~'")
+        raise RunError(f"tag field {field!r}: use printable ASCII letters, digits, spaces or "
+                       "punctuation other than '=' and '~'")
     return name
 
 

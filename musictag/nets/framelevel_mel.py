@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from .registry import register_architecture
 from .samplecnn import TaggingHead, conv_module, default_module_channels
 from .spectrogram import MelSpectrogram
@@ -47,7 +48,7 @@ class MelFrameCNN(nn.Module):
     def __init__(self, config: MelFrameCNNConfig):
         super().__init__()
         if len(config.module_channels) != config.n_modules:
-            raise ValueError("module_channels must have n_modules entries")
+            raise ModelError("module_channels must have n_modules entries")
         self.config = config
         self.mel = MelSpectrogram(sample_rate_hz=config.sample_rate_hz, n_fft=config.n_fft,
                                   hop=config.hop, win_length=config.window, n_mels=config.n_mels,

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .registry import register_architecture
 from .spectrogram import MelSpectrogram
 
@@ -170,7 +171,7 @@ class MusicnnTF(PatchModel):
     def __init__(self, config: MusicnnTFConfig):
         super().__init__()
         if config.timbral_frames % 2 == 0 or config.midend_frames % 2 == 0:
-            raise ValueError("timbral_frames and midend_frames must be odd ('same' by padding)")
+            raise ModelError("timbral_frames and midend_frames must be odd ('same' by padding)")
         self.config = config
         self.log_mel = MusicnnLogMel(config)
         self.input_norm = nn.BatchNorm2d(1, eps=TF_BATCH_NORM_EPS)

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ..errors import ModelError
+
 _ARCHITECTURES: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {}
 
 ConfigT = TypeVar("ConfigT")
@@ -23,7 +25,7 @@ def register_architecture(name: str, config_class: type[ConfigT]) -> Callable:
 
     def decorate(model_class: Callable[[ConfigT], nn.Module]) -> Callable[[ConfigT], nn.Module]:
         if name in _ARCHITECTURES:
-            raise ValueError(f"architecture {name!r} registered twice")
+            raise ModelError(f"architecture {name!r} registered twice")
         _ARCHITECTURES[name] = (config_class, model_class)
         return model_class
 
@@ -39,12 +41,12 @@ def config_from_dict(arch: dict[str, Any]) -> Any:
     fields = dict(arch)
     name = fields.pop("name", None)
     if name not in _ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(architecture_names())}")
+        raise ModelError(f"unknown architecture {name!r}; known: {', '.join(architecture_names())}")
     config_class, _ = _ARCHITECTURES[name]
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise ValueError(f"architecture {name!r} has no field(s) {', '.join(unknown)}")
+        raise ModelError(f"architecture {name!r} has no field(s) {', '.join(unknown)}")
     for field in dataclasses.fields(config_class):
         if field.name in fields and isinstance(fields[field.name], list):
             fields[field.name] = tuple(fields[field.name])
@@ -57,7 +59,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         if type(config) is config_class:
             return {"name": name, **{k: list(v) if isinstance(v, tuple) else v
                                      for k, v in dataclasses.asdict(config).items()}}
-    raise ValueError(f"{type(config).__name__} is not a registered architecture config")
+    raise ModelError(f"{type(config).__name__} is not a registered architecture config")
 
 
 def build_model(arch: dict[str, Any] | Any) -> nn.Module:
@@ -66,4 +68,4 @@ def build_model(arch: dict[str, Any] | Any) -> nn.Module:
     for config_class, model_class in _ARCHITECTURES.values():
         if type(config) is config_class:
             return model_class(config)
-    raise ValueError(f"{type(config).__name__} is not a registered architecture config")
+    raise ModelError(f"{type(config).__name__} is not a registered architecture config")

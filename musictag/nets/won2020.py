@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from .registry import register_architecture
 from .spectrogram import MelSpectrogram
 
@@ -122,7 +123,7 @@ class FCN(_SpectrogramModel):
     def __init__(self, config: FCNConfig):
         super().__init__(config)
         if len(config.channels) != len(config.pools):
-            raise ValueError("FCN needs one pool per conv layer")
+            raise ModelError("FCN needs one pool per conv layer")
         self.config = config
         channels = (1, *config.channels)
         for i, pool in enumerate(config.pools):
@@ -161,7 +162,7 @@ class CRNN(_SpectrogramModel):
     def __init__(self, config: CRNNConfig):
         super().__init__(config)
         if len(config.channels) != len(config.pools):
-            raise ValueError("CRNN needs one pool per conv layer")
+            raise ModelError("CRNN needs one pool per conv layer")
         self.config = config
         channels = (1, *config.channels)
         for i, pool in enumerate(config.pools):
@@ -177,7 +178,7 @@ class CRNN(_SpectrogramModel):
         for i in range(len(self.config.pools)):
             x = getattr(self, f"layer{i + 1}")(x)
         if x.shape[2] != 1:
-            raise ValueError(f"CRNN pools leave {x.shape[2]} mel rows; they must leave one")
+            raise ModelError(f"CRNN pools leave {x.shape[2]} mel rows; they must leave one")
         sequence, _ = getattr(self, self.rnn_name)(x.squeeze(2).transpose(1, 2))
         return sequence[:, -1]
 
@@ -303,7 +304,7 @@ class _SampleLevel(nn.Module):
         for i in range(self.n_layers):
             x = getattr(self, f"layer{i + 1}")(x)
         if x.shape[-1] != 1:
-            raise ValueError(f"input of {waveform.shape[-1]} samples leaves {x.shape[-1]} frames;"
+            raise ModelError(f"input of {waveform.shape[-1]} samples leaves {x.shape[-1]} frames;"
                              f" the model takes {self.config.input_samples}")
         return x.squeeze(-1)
 

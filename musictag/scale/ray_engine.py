@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import AudioError
+from ..errors import RunError
 from ..fileio import json_dumps
 from ..hub import CACHE_ENV, HF_OFFLINE_ENV
 from ..inference import load_tagger
@@ -54,7 +55,7 @@ DEFAULT_CPUS_PER_ACTOR = 4
 FORWARDED_ENV = (EXTRA_CARDS_ENV, CACHE_ENV, HF_OFFLINE_ENV)
 
 
-class EngineError(RuntimeError):
+class EngineError(RunError, RuntimeError):
     """Ray is missing, unreachable, or the run failed as a whole; ``str()`` is one line."""
 
 
@@ -173,7 +174,7 @@ def _dataset(paths: Sequence[str | os.PathLike], actor: type, constructor: dict[
     items = [{"index": index, "path": os.fsencode(os.path.abspath(path))}
              for index, path in enumerate(paths)]
     if not items:
-        raise ValueError("no files to tag")
+        raise RunError("no files to tag")
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     source = ray.data.from_items(items,
                                  override_num_blocks=math.ceil(len(items) / files_per_batch))

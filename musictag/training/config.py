@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -61,19 +63,19 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
+            raise RunError(f"precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+            raise RunError(f"optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
         if self.batch_size < 2:
-            raise ValueError("batch_size must be at least 2 (batch normalisation needs it)")
+            raise RunError("batch_size must be at least 2 (batch normalisation needs it)")
         for name in ("lr", "lr_decay_factor"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+                raise RunError(f"{name} must be positive")
         for name in ("patience_epochs", "segments_per_clip", "eval_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+                raise RunError(f"{name} must be at least 1")
         if not self.data_dir:
-            raise ValueError("no data folder: give --data-dir")
+            raise RunError("no data folder: data_dir is empty")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,10 +95,10 @@ def merged(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
             values["arch"] = {**values["arch"], key[len("arch."):]: value}
             continue
         if key not in known:
-            raise ValueError(f"unknown training setting {key!r}; known: {', '.join(known)}")
+            raise RunError(f"unknown training setting {key!r}; known: {', '.join(known)}")
         if key in ("arch", "averaging"):
             if not isinstance(value, dict):
-                raise ValueError(f"{key} must be a table of fields")
+                raise RunError(f"{key} must be a table of fields")
             replaces = key == "averaging" or value.get("name", values["arch"].get("name")) != \
                 values["arch"].get("name")
             values[key] = dict(value) if replaces else {**values[key], **value}
@@ -104,11 +106,11 @@ def merged(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         default = getattr(TrainConfig(), key)
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ValueError(f"{key} must be true or false, not {value!r}")
+                raise RunError(f"{key} must be true or false, not {value!r}")
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif not isinstance(value, type(default)) or isinstance(value, bool):
-            raise ValueError(f"{key} must be a {type(default).__name__}, not {value!r}")
+            raise RunError(f"{key} must be a {type(default).__name__}, not {value!r}")
         values[key] = value
     return TrainConfig(**values)
 
@@ -123,12 +125,12 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         else:
             data = json.loads(path.read_text())
     except OSError as error:
-        raise ValueError(f"{path}: cannot read ({error.strerror})") from None
+        raise RunError(f"{path}: cannot read ({error.strerror})") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({error})") \
+        raise RunError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({error})") \
             from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: must hold a table of settings")
+        raise RunError(f"{path}: must hold a table of settings")
     return data
 
 
@@ -138,7 +140,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set {assignment!r}: expected FIELD=VALUE")
+            raise RunError(f"setting {assignment!r}: expected FIELD=VALUE")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.cache import AudioCache
+from ..errors import RunError, WeightsError
 from ..hub import local_weights
 from ..nets import build_model, config_from_dict, config_to_dict
 from ..nets.samplecnn import SampleCNNConfig
@@ -47,8 +48,8 @@ def resolve_spec(config: TrainConfig, n_tags: int) -> ModelSpec:
     arch = config_to_dict(config_from_dict({**base, **config.arch, "n_classes": n_tags}))
     rate = config.sample_rate_hz or (init.sample_rate_hz if init else DEFAULT_RATE_HZ)
     if arch.get("sample_rate_hz", rate) != rate:
-        raise ValueError(f"arch.sample_rate_hz is {arch['sample_rate_hz']} but the run's "
-                         f"sample_rate_hz is {rate}")
+        raise RunError(f"arch.sample_rate_hz is {arch['sample_rate_hz']} but the run's "
+                       f"sample_rate_hz is {rate}")
     window = config.window_samples or (init.window_samples if init else
                                        config_from_dict(arch).input_samples)
     averaging = config.averaging or (init.averaging if init else {"rule": "consecutive"})
@@ -64,15 +65,16 @@ def load_init_weights(model: torch.nn.Module, card: ModelCard, labels: list[str]
     sources = [card.labels.index(labels[row]) for row in carried]
     for name, target in state.items():
         if name not in tensors:
-            raise ValueError(f"--init {card.name}: its weights have no {name!r}")
+            raise WeightsError(f"init card {card.name!r}: its weights have no {name!r}")
         value = torch.from_numpy(tensors[name])
         if value.dim() == 1 and target.dim() == 0 and value.numel() == 1:
             value = value.reshape(())  # safetensors files hold scalars as 1-element arrays
         if name.startswith(CLASSIFIER_PREFIX):
             target[carried] = value[sources].to(target.dtype)
         elif value.shape != target.shape:
-            raise ValueError(f"--init {card.name}: {name} has shape {tuple(value.shape)}, the "
-                             f"model being trained {tuple(target.shape)}")
+            raise WeightsError(f"init card {card.name!r}: {name} has shape "
+                               f"{tuple(value.shape)}, the model being trained "
+                               f"{tuple(target.shape)}")
         else:
             target.copy_(value)
     log.info("fine-tuning from %s: %d of %d tags carried over", card.name, len(carried),

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
 from ..data import open_dataset
 from ..data.cache import AudioCache, default_cache_dir
+from ..errors import RunError
 from ..evaluate import score_windows
 from ..fileio import atomic_open
 from ..inference import Tagger
@@ -73,17 +74,16 @@ def open_config(run_dir: Path, settings: dict[str, Any], *, resume: bool,
         try:
             stored = TrainConfig.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: unreadable ({error})") from None
+            raise RunError(f"{path}: unreadable ({error})") from None
         current = stored.to_dict()
         changed = sorted(key for key, value in merged(stored, settings).to_dict().items()
                          if value != current[key])
         if changed:
-            raise ValueError(f"{run_dir}: --resume continues the stored configuration, which "
-                             f"these settings would change: {', '.join(changed)}")
+            raise RunError(f"{run_dir}: resuming continues the stored configuration, which "
+                           f"these settings would change: {', '.join(changed)}")
         return stored
     if path.exists() and write:
-        raise ValueError(f"{run_dir} already holds a run; add --resume to continue it or choose "
-                         "another --run-dir")
+        raise RunError(f"{run_dir} already holds a run; resume it or choose another run folder")
     config = TrainConfig.from_dict(settings)
     config.validate()
     if write:
@@ -99,7 +99,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA GPU; use bf16 on a CPU")
+        raise RunError("precision fp16 needs a CUDA GPU; use bf16 on a CPU")
     if precision == "bf16" and device.type == "cpu" and not getattr(
             torch.cpu, "_is_avx512_bf16_supported", lambda: True)():
         log.warning("this CPU has no native bfloat16 instructions; bf16 autocast will be slow")
@@ -162,9 +162,9 @@ class TrainingRun:
         self.train_clips = self.dataset.clips("train")
         self.valid_clips = self.dataset.clips("valid")
         if len(self.train_clips) < 2 or not self.valid_clips:
-            raise ValueError(f"{config.data_dir}: training needs clips in both the train and "
-                             f"the valid split (found {len(self.train_clips)} and "
-                             f"{len(self.valid_clips)})")
+            raise RunError(f"{config.data_dir}: training needs clips in both the train and "
+                           f"the valid split (found {len(self.train_clips)} and "
+                           f"{len(self.valid_clips)})")
         self.train_lengths = np.array([len(self.cache.samples(c.path)) for c in self.train_clips])
         self.loader = SegmentLoader(self.cache, [c.path for c in self.train_clips],
                                     self.dataset.targets(self.train_clips),
@@ -353,8 +353,8 @@ class TrainingRun:
                     except _StopRequested:
                         self._save()
                         raise TrainingInterrupted(
-                            f"stopped in epoch {epoch}; checkpoint saved in {self.run_dir}, "
-                            "continue with --resume") from None
+                            f"stopped in epoch {epoch}; checkpoint saved in {self.run_dir}"
+                        ) from None
                     self._emit("epoch", self._end_epoch(epoch, validation))
             card = self._export() if self.dist.is_main else None
             self.dist.barrier()  # no process tears the group down while rank 0 still writes

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
+
 #: The paper's estimate length: 729 = 3^6 samples (33 ms at 22050 Hz), "close to a typical frame".
 DEFAULT_INPUT_SAMPLES = 729
 DEFAULT_STEPS = 20
@@ -99,11 +101,11 @@ def parse_layers(spec: str, available: Sequence[Layer]) -> list[Layer]:
         try:
             low, high = int(first), int(last or first)
         except ValueError:
-            raise ValueError(f"bad layer list {spec!r}: use e.g. 1-6, 1,3,5 or all") from None
+            raise ModelError(f"bad layer list {spec!r}: use e.g. 1-6, 1,3,5 or all") from None
         numbers.extend(range(low, high + 1))
     missing = sorted(set(numbers) - set(by_number))
     if missing or not numbers:
-        raise ValueError(f"the model has layers 1-{len(available)}; asked for "
+        raise ModelError(f"the model has layers 1-{len(available)}; asked for "
                          f"{', '.join(map(str, missing)) or 'none'}")
     return [by_number[number] for number in sorted(set(numbers))]
 
@@ -129,7 +131,7 @@ def activations(model: nn.Module, layer: Layer, waveforms: torch.Tensor) -> torc
         return reached.output
     finally:
         handle.remove()
-    raise ValueError(f"layer {layer.number} ({layer.probe}) is not used by the model's forward")
+    raise ModelError(f"layer {layer.number} ({layer.probe}) is not used by the model's forward")
 
 
 def _sees_a_kernel(model: nn.Module, layer: Layer, n_samples: int) -> bool:
@@ -170,7 +172,7 @@ def context_samples(model: nn.Module, layer: Layer, *, input_samples: int,
     if _sees_a_kernel(model, layer, input_samples):
         return input_samples
     if not _sees_a_kernel(model, layer, max_samples):
-        raise ValueError(f"layer {layer.number} ({layer.conv}) sees no full kernel even in "
+        raise ModelError(f"layer {layer.number} ({layer.conv}) sees no full kernel even in "
                          f"{max_samples} samples")
     low, high = input_samples, max_samples  # low fails, high works
     while high - low > 1:
@@ -241,7 +243,7 @@ def estimate_filters(model: nn.Module, layers: Sequence[Layer], *, sample_rate_h
     picture does not depend on which other layers were asked for.
     """
     if input_samples < 2 or steps < 0 or step_size <= 0:
-        raise ValueError("input_samples must be >= 2, steps >= 0 and step_size > 0")
+        raise ModelError("input_samples must be >= 2, steps >= 0 and step_size > 0")
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

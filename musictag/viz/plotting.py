@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MusictagError
 from ..fileio import atomic_path
 from .filters import LayerEstimate
 from .taggram import Taggram
@@ -34,7 +35,7 @@ TITLE_IN = 0.7
 TITLE_CHARS = 60
 
 
-class MatplotlibMissingError(ImportError):
+class MatplotlibMissingError(MusictagError, ImportError):
     def __init__(self) -> None:
         super().__init__("figures need matplotlib: pip install 'musictag[viz]'")
 
