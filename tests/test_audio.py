@@ -1,5 +1,5 @@
-"""Decoding every format, downmix, resampling and the windowing rules of README "How audio becomes
-windows", on files written by the tests themselves."""
+"""Decoding every format, downmix, resampling and the windowing rules of docs/windowing.md, on
+files written by the tests themselves."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_stream_mono_yields_bounded_blocks_equal_to_the_whole(tmp_path):
     np.testing.assert_allclose(np.concatenate(list(blocks)), whole, atol=1e-5)
 
 
-# --- windowing (README "How audio becomes windows"); rate 1000 Hz, windows of 3000 samples ---
+# --- windowing (docs/windowing.md); rate 1000 Hz, windows of 3000 samples ---
 RATE, WINDOW = 1000, 3000
 CONSECUTIVE = WindowRule("consecutive")
 

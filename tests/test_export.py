@@ -321,6 +321,6 @@ def test_a_spectrogram_architecture_exports_and_quantizes(tmp_path):
     assert "QuantizeLinear" in {node.op_type for node in proto.graph.node}
     assert _quantized_front_end_inputs(proto) == []
     # measured, not promised: random He-initialised weights give large logits, so only the
-    # mean is held to a tight bound (the shipped model's figures are in the README)
+    # mean is held to a tight bound (the shipped model's figures are in docs/performance.md)
     assert int8.quantized is not None and 0 < int8.quantized.max_abs < 0.5
     assert int8.quantized.mean_abs < 0.02
