@@ -437,6 +437,25 @@ def evenly_spaced_starts(total_samples: int, *, window_samples: int, n_windows: 
     return sorted({int(round(s)) for s in np.linspace(0, last_start, n_windows)})
 
 
+def window_starts(total_samples: int, *, window_samples: int, rule: WindowRule) -> list[int]:
+    """Start offsets of the windows :func:`cut_windows` cuts from a track of ``total_samples``.
+
+    Consecutive windows tile the track from its start; a remainder of at least half a window
+    gets one more window, ending at the track's end (it overlaps the one before), and a
+    shorter remainder is dropped, so no window is mostly another's samples. A track shorter
+    than one window gives one window at 0, zero-padded around the track.
+    """
+    if total_samples < window_samples:
+        return [0]
+    if rule.kind != "consecutive":
+        return evenly_spaced_starts(total_samples, window_samples=window_samples,
+                                    n_windows=rule.n_windows)
+    starts = list(range(0, total_samples - window_samples + 1, window_samples))
+    if total_samples - (starts[-1] + window_samples) >= window_samples // 2:
+        starts.append(total_samples - window_samples)
+    return starts
+
+
 def _padded(samples: np.ndarray, window_samples: int) -> np.ndarray:
     window = np.zeros(window_samples, np.float32)
     offset = (window_samples - len(samples)) // 2
@@ -472,6 +491,8 @@ def _too_short(length: int, sample_rate_hz: int, path: str | os.PathLike) -> Aud
 
 def _consecutive(blocks: Iterable[np.ndarray], window: int, rate: int,
                  path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The windows at :func:`window_starts`' consecutive starts, cut while streaming (the
+    track's length is known only at its end, so the rule is applied to the remainder then)."""
     buffer = np.zeros(0, np.float32)
     previous: np.ndarray | None = None
     for block in blocks:

@@ -56,7 +56,7 @@ from .backends.onnx_backend import (
     model_digest,
 )
 from .backends.torch_backend import load_model
-from .errors import ExportError, ModelError
+from .errors import ExportError, ModelError, first_line
 from .fileio import atomic_path
 from .inference import card_windows
 from .registry import ModelCard
@@ -198,9 +198,8 @@ def to_onnx(model: nn.Module, card: ModelCard) -> onnx.ModelProto:
                 input_names=[INPUT_NAME], output_names=[SCORES_OUTPUT, EMBEDDING_OUTPUT],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},))
         except Exception as error:  # the exporter raises many types; report the first line
-            first = str(error).strip().splitlines()[0] if str(error).strip() else error
             raise ExportError(f"torch.onnx could not export {card.arch['name']!r}: "
-                              f"{first}") from None
+                              f"{first_line(error)}") from None
     proto = program.model_proto
     set_metadata(proto, card, "fp32")
     onnx.checker.check_model(proto, full_check=True)

@@ -268,11 +268,11 @@ class Tagger:
                 try:
                     windows = self.windows(path)
                     for batch in batched(windows, self.batch_size):
-                        if not put((index, path, batch, None)):
+                        if not put(_Windows(index, path, batch)):
                             return
-                    item = (index, path, windows.duration_s, None)
+                    item: _Decoded = _Ended(index, path, windows.duration_s)
                 except audio.AudioError as error:
-                    item = (index, path, None, error)
+                    item = _Failed(index, path, error)
                 if not put(item):
                     return
             put(_DONE)
@@ -306,6 +306,36 @@ class Tagger:
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class _Windows:
+    """Decode thread -> caller: up to one batch of a file's windows."""
+
+    index: int  # the file's place in the input
+    path: str | os.PathLike
+    windows: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """Decode thread -> caller: the file is decoded to its end."""
+
+    index: int
+    path: str | os.PathLike
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Decode thread -> caller: the file cannot be tagged; its queued windows are dropped."""
+
+    index: int
+    path: str | os.PathLike
+    error: audio.AudioError
+
+
+_Decoded = _Windows | _Ended | _Failed
+
+
 @dataclass
 class _FileScores:
     """One file in flight through :meth:`Tagger.tag_many`."""
@@ -317,21 +347,20 @@ class _FileScores:
     error: audio.AudioError | None = None
 
 
-def _receive(item: tuple, files: OrderedDict[int, _FileScores],
+def _receive(item: _Decoded, files: OrderedDict[int, _FileScores],
              pending: deque[tuple[int, np.ndarray]]) -> None:
-    """File the decode thread's item: ``(index, path, windows or duration_s, error)``."""
-    index, path, content, error = item
-    state = files.setdefault(index, _FileScores(path))
-    if error is not None:
-        state.error = error
-        kept = [(i, w) for i, w in pending if i != index]
+    """File the decode thread's item under its file's state, its windows in ``pending``."""
+    state = files.setdefault(item.index, _FileScores(item.path))
+    if isinstance(item, _Failed):
+        state.error = item.error
+        kept = [(i, w) for i, w in pending if i != item.index]
         pending.clear()
         pending.extend(kept)
-    elif isinstance(content, float):
-        state.duration_s = content
+    elif isinstance(item, _Ended):
+        state.duration_s = item.duration_s
     else:
-        pending.append((index, content))
-        state.unscored += len(content)
+        pending.append((item.index, item.windows))
+        state.unscored += len(item.windows)
 
 
 def _finished(files: OrderedDict[int, _FileScores],

@@ -119,10 +119,6 @@ class ModelCard:
     def window_rule(self) -> WindowRule:
         return WindowRule.from_dict(self.averaging)
 
-    @property
-    def reported_roc_auc(self) -> float | None:
-        return self.reported.get("roc_auc")
-
 
 def card_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get(EXTRA_CARDS_ENV, "").split(os.pathsep) if p]

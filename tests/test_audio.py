@@ -376,3 +376,16 @@ def test_stream_duration_is_the_audio_decoded(tmp_path):
     assert stream.duration_s == pytest.approx(2.0)
     list(stream)
     assert stream.duration_s == pytest.approx(7.3)
+
+
+@pytest.mark.parametrize("rule", [CONSECUTIVE, WindowRule("evenly_spaced", 5)])
+@pytest.mark.parametrize("length", [WINDOW + 1, 2 * WINDOW, 2 * WINDOW + WINDOW // 2 - 1,
+                                    2 * WINDOW + WINDOW // 2, 7 * WINDOW + 17])
+def test_window_starts_is_the_rule_cut_windows_follows(rule, length):
+    """audio.window_starts (used by the taggram) places the windows cut_windows streams."""
+    signal = ramp(length)
+    starts = audio.window_starts(length, window_samples=WINDOW, rule=rule)
+    windows = windows_of(signal, rule, total=length if rule is not CONSECUTIVE else None)
+    assert len(windows) == len(starts)
+    for start, window in zip(starts, windows, strict=True):
+        np.testing.assert_array_equal(window, signal[start:start + WINDOW])

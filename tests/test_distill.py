@@ -352,3 +352,19 @@ def test_a_group_weight_draws_that_group_more_often(tmp_path, corpus, tiny_model
     assert chirps == pytest.approx(3 * noise)  # same count and length of tracks, weight 3
     refused = _distill(tmp_path / "other", corpus, tiny_model, "--group-weight", "tones:2")
     assert refused.exit_code == 2 and "not among the training groups" in refused.output
+
+
+def test_distill_help_states_the_config_defaults():
+    """cli/distill.py leaves unset options to DistillConfig; its help repeats those defaults."""
+    import typer.main
+
+    from musictag.distill.run import DistillConfig
+
+    defaults = DistillConfig(audio_dir="", teachers=[], held_out_groups=[])
+    command = typer.main.get_command(app).commands["distill"]
+    fields = {"name": "name", "steps": "total_steps", "batch_size": "batch_size",
+              "labels_per_step": "labels_per_step", "lr": "lr", "warmup_steps": "warmup_steps",
+              "temperature": "temperature", "precision": "precision", "seed": "seed"}
+    helps = {param.name: param.help for param in command.params}
+    for option, field in fields.items():
+        assert f"[default: {getattr(defaults, field)}]" in helps[option], option

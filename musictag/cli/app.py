@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import MusictagError, first_line
 
@@ -86,3 +87,16 @@ USER_ERRORS = (MusictagError, OSError)
 
 def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
+
+
+def progress_bar(quiet: bool, *, transient: bool = True, info: bool = False) -> Progress:
+    """The bar every long command draws on stderr: description, bar, done/total, time left.
+
+    Hidden under ``--quiet`` or when stderr is not a terminal; ``info`` adds a column for each
+    task's ``info`` field (train's loss); ``transient`` bars vanish when done.
+    """
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    return Progress(*columns, TimeRemainingColumn(), console=stderr,
+                    disable=not show_progress(quiet), transient=transient)

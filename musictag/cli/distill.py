@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import MusictagError, RunError
 from ..registry import DEFAULT_MODEL, card_reference, get_card
@@ -18,8 +17,8 @@ from .app import (
     app,
     fail,
     fail_error,
+    progress_bar,
     setup_logging,
-    show_progress,
     stderr,
 )
 
@@ -68,24 +67,30 @@ def distill(
     init: Annotated[str | None, typer.Option(
         "--init", help="Start the student from this card's weights (name or .json): its "
                        "architecture replaces --student's.")] = None,
-    name: Annotated[str, typer.Option("--name", help="Name of the student card.")] =
-        "samplecnn-distilled",
-    steps: Annotated[int, typer.Option(
-        "--steps", min=1, help="Total optimiser steps of the run (sets the LR schedule).")
-    ] = 12000,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 16,
-    labels_per_step: Annotated[int, typer.Option(
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name of the student card [default: samplecnn-distilled].")] = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, help="Total optimiser steps of the run (sets the LR schedule) "
+                               "[default: 12000].")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", "-b", min=1, help="[default: 16]")] = None,
+    labels_per_step: Annotated[int | None, typer.Option(
         "--labels-per-step", min=1, help="Segments the teachers label per step; the rest of "
                                          "each batch is drawn again from the label bank "
-                                         "(--batch-size: every segment new).")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 1e-3,
-    warmup_steps: Annotated[int, typer.Option(
-        "--warmup-steps", min=0, help="Steps of linear learning-rate warm-up.")] = 300,
-    temperature: Annotated[float, typer.Option(
+                                         "(--batch-size: every segment new) [default: 4].")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", help="Peak AdamW learning rate [default: 0.001].")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(
+        "--warmup-steps", min=0, help="Steps of linear learning-rate warm-up [default: 300].")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(
         "--temperature", min=1.0, help="Soften teacher and student logits by this much in the "
-                                       "loss (1: plain BCE on the teachers' scores).")] = 1.0,
-    precision: Annotated[str, typer.Option("--precision", help="bf16 or fp32.")] = "bf16",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+                                       "loss (1: plain BCE on the teachers' scores) "
+                                       "[default: 1.0].")] = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="bf16 or fp32 [default: bf16].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="[default: 0]")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")] = False,
     max_steps: Annotated[int | None, typer.Option(
         "--max-steps", min=1, help="Stop this call after this many steps (resumable).")] = None,
@@ -94,15 +99,16 @@ def distill(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Distill teacher taggers into a student model; prints the student card's path."""
-    import torch
+    """Distill teacher taggers into a student model; prints the student card's path.
 
+    Options left out take :class:`~musictag.distill.run.DistillConfig`'s defaults (the help
+    repeats them; tests/test_distill.py checks that they agree)."""
     from ..distill.augment import parse_group_weight
     from ..distill.run import DistillConfig, DistillRun
     from ..distill.teachers import parse_teacher_spec
 
     setup_logging(verbose)
-    if precision not in ("bf16", "fp32"):
+    if precision is not None and precision not in ("bf16", "fp32"):
         fail(f"unknown precision {precision!r} (bf16 or fp32)")
     if resume:
         config = None
@@ -117,21 +123,20 @@ def distill(
             student_card = get_card(init or student)
         except MusictagError as error:
             fail_error(error)
+        given = {"name": name, "total_steps": steps, "batch_size": batch_size,
+                 "labels_per_step": labels_per_step, "lr": lr, "precision": precision,
+                 "seed": seed, "warmup_steps": warmup_steps, "temperature": temperature}
         config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
-                               held_out_groups=list(hold_out), name=name,
+                               held_out_groups=list(hold_out),
                                group_weights=group_weights,
                                student_arch=student_card.arch,
                                sample_rate_hz=student_card.sample_rate_hz,
                                window_samples=student_card.window_samples,
                                cache_dir=str(cache_dir.resolve()) if cache_dir else "",
-                               total_steps=steps, batch_size=batch_size,
-                               labels_per_step=labels_per_step, lr=lr,
-                               precision=precision, seed=seed, warmup_steps=warmup_steps,
-                               temperature=temperature,
-                               init=card_reference(init) if init else "")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=stderr, disable=not show_progress(quiet))
+                               init=card_reference(init) if init else "",
+                               **{key: value for key, value in given.items()
+                                  if value is not None})
+    progress = progress_bar(quiet, transient=False)
     tasks: dict[str, Any] = {}
 
     def on_event(event: str, values: dict[str, Any]) -> None:

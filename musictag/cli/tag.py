@@ -12,10 +12,9 @@ from typing import IO, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..audio import AudioError, find_audio_files
+from ..audio import AudioError
 from ..inference import BACKENDS
 from ..output import MACHINE_FORMATS, PATH_ERRORS, RecordWriter, tag_records
 from ..scale import tag_outcomes
@@ -30,9 +29,8 @@ from .app import (
     WeightsOption,
     app,
     fail,
+    progress_bar,
     setup_logging,
-    show_progress,
-    stderr,
 )
 from .library import (
     DryRunOption,
@@ -44,7 +42,7 @@ from .library import (
     TagFieldOption,
     WriteTagsOption,
 )
-from .loading import card_name, open_card, open_tagger
+from .loading import card_name, collect_paths, open_card, open_tagger
 
 BackendOption = Annotated[str, typer.Option(
     "--backend", help=f"{'|'.join(BACKENDS)}: auto runs onnxruntime when the model has an "
@@ -83,34 +81,6 @@ def check_tags(limits: dict[str, float], labels: list[str], path: Path) -> None:
     if unknown:
         fail(f"{path}: the model has no tag {', '.join(map(repr, unknown))} "
              f"(its tags: {', '.join(labels)})")
-
-
-def collect_paths(arguments: list[str]) -> tuple[list[Path], int]:
-    """Arguments with ``-`` replaced by the paths read from stdin, folders expanded; and how many
-    folders could not be listed, each named on stderr (the run then exits 1, not 0).
-
-    A stdin line loses only its line ending, since a file name may begin or end with spaces, and
-    is decoded as the file system's names are (``os.fsdecode``), so a name that is not UTF-8
-    still names its file.
-    """
-    expanded: list[str] = []
-    for argument in arguments:
-        if argument == "-":
-            if sys.stdin is None:
-                fail("stdin is closed; nothing to read paths from")
-            lines = (line.removesuffix(b"\n").removesuffix(b"\r") for line in sys.stdin.buffer)
-            expanded.extend(os.fsdecode(line) for line in lines if line)
-        else:
-            expanded.append(argument)
-    unlisted: list[OSError] = []
-
-    def report(error: OSError) -> None:
-        unlisted.append(error)
-        stderr.print(f"musictag: {error.filename}: cannot list this folder "
-                     f"({error.strerror or error})", markup=False, highlight=False,
-                     soft_wrap=True)
-
-    return list(find_audio_files(expanded, on_error=report)), len(unlisted)
 
 
 def render_table(records: list[dict]) -> Table:
@@ -224,9 +194,7 @@ def write_outcomes(outcomes: Iterable[tuple[str | os.PathLike, dict | AudioError
     failed = 0
     table_records: list[dict] = []
     writer = None if fmt == "table" else RecordWriter(stream, fmt)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=stderr,
-                        disable=not show_progress(quiet), transient=True)
+    progress = progress_bar(quiet)
     with progress:
         task = progress.add_task("tagging", total=total)
         for path, record in outcomes:

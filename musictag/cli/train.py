@@ -10,12 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -33,8 +29,8 @@ from .app import (
     app,
     fail,
     fail_error,
+    progress_bar,
     setup_logging,
-    show_progress,
     stderr,
 )
 
@@ -55,9 +51,7 @@ NTagsOption = Annotated[int, typer.Option(
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=stderr,
-                    disable=not show_progress(quiet), transient=True)
+    return progress_bar(quiet, info=True)
 
 
 def _prepared(kind: str, data_dir: Path, labels: Path | None, n_tags: int, cache_dir: Path | None,

@@ -15,7 +15,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..audio import AudioError
 from ..errors import MusictagError
@@ -30,8 +29,8 @@ from .app import (
     app,
     fail,
     fail_error,
+    progress_bar,
     setup_logging,
-    show_progress,
     stderr,
 )
 from .loading import open_tagger
@@ -98,9 +97,7 @@ def filters(
     except MusictagError as error:
         fail_error(error)
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=stderr,
-                        disable=not show_progress(quiet), transient=True)
+    progress = progress_bar(quiet)
     tasks: dict[int, int] = {}
     started = time.perf_counter()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import WeightsError
+from ..errors import WeightsError, first_line
 from ..nets import build_model
 from ..nets.spectrogram import hann_window
 from ..nets.won2020 import LogMel
@@ -42,8 +42,8 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise CheckpointMismatchError(f"{path}: not a readable PyTorch checkpoint ({reason})") \
+        raise CheckpointMismatchError(f"{path}: not a readable PyTorch checkpoint "
+                                      f"({first_line(error)})") \
             from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointMismatchError(f"{path}: not a plain state dict of tensors")

@@ -81,12 +81,6 @@ def tf_batch_norm(channels: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(channels, eps=TF_BATCH_NORM_EPS)
 
 
-def _channels_last_norm(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
-    """Apply a per-channel batch norm to ``x`` whose channel axis is last (TF's layout)."""
-    shape = x.shape
-    return norm(x.reshape(-1, shape[-1])).reshape(shape)
-
-
 class PatchModel(nn.Module):
     """Shared plumbing: waveform window -> log-mel patch -> the subclass's ``forward_patches``.
 

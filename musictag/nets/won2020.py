@@ -103,6 +103,23 @@ class _SpectrogramModel(nn.Module):
     def spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.spec_bn(self.spec(waveform))
 
+    def add_conv_stack(self, name: str) -> tuple[int, ...]:
+        """Add ``layer1``...``layerN``, one :class:`ConvBlock2d` per ``config.pools`` entry with
+        ``config.channels`` outputs (the names Won et al.'s checkpoints use); returns the
+        channels, input first."""
+        if len(self.config.channels) != len(self.config.pools):
+            raise ModelError(f"{name} needs one pool per conv layer")
+        channels = (1, *self.config.channels)
+        for i, pool in enumerate(self.config.pools):
+            self.add_module(f"layer{i + 1}", ConvBlock2d(channels[i], channels[i + 1], pool))
+        return channels
+
+    def conv_stack(self, x: torch.Tensor) -> torch.Tensor:
+        """The mel image through the blocks :meth:`add_conv_stack` added."""
+        for i in range(len(self.config.pools)):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return x
+
 
 @dataclass(frozen=True)
 class FCNConfig(LogMelConfig):
@@ -122,20 +139,13 @@ class FCN(_SpectrogramModel):
 
     def __init__(self, config: FCNConfig):
         super().__init__(config)
-        if len(config.channels) != len(config.pools):
-            raise ModelError("FCN needs one pool per conv layer")
         self.config = config
-        channels = (1, *config.channels)
-        for i, pool in enumerate(config.pools):
-            self.add_module(f"layer{i + 1}", ConvBlock2d(channels[i], channels[i + 1], pool))
+        channels = self.add_conv_stack("FCN")
         self.dropout = nn.Dropout(0.5)
         self.dense = nn.Linear(channels[-1], config.n_classes)
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        x = self.spectrogram(waveform)
-        for i in range(len(self.config.pools)):
-            x = getattr(self, f"layer{i + 1}")(x)
-        return x.flatten(1)
+        return self.conv_stack(self.spectrogram(waveform)).flatten(1)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.dense(self.dropout(self.embed(waveform)))
@@ -161,12 +171,8 @@ class CRNN(_SpectrogramModel):
 
     def __init__(self, config: CRNNConfig):
         super().__init__(config)
-        if len(config.channels) != len(config.pools):
-            raise ModelError("CRNN needs one pool per conv layer")
         self.config = config
-        channels = (1, *config.channels)
-        for i, pool in enumerate(config.pools):
-            self.add_module(f"layer{i + 1}", ConvBlock2d(channels[i], channels[i + 1], pool))
+        channels = self.add_conv_stack("CRNN")
         self.rnn_name = f"layer{len(config.pools) + 1}"
         self.add_module(self.rnn_name, nn.GRU(channels[-1], config.gru_units,
                                               config.gru_layers, batch_first=True))
@@ -174,9 +180,7 @@ class CRNN(_SpectrogramModel):
         self.dense = nn.Linear(config.gru_units, config.n_classes)
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        x = self.spectrogram(waveform)
-        for i in range(len(self.config.pools)):
-            x = getattr(self, f"layer{i + 1}")(x)
+        x = self.conv_stack(self.spectrogram(waveform))
         if x.shape[2] != 1:
             raise ModelError(f"CRNN pools leave {x.shape[2]} mel rows; they must leave one")
         sequence, _ = getattr(self, self.rnn_name)(x.squeeze(2).transpose(1, 2))

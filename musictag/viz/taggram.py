@@ -53,13 +53,7 @@ def rule_spans(total_samples: int, *, window_samples: int, rule: audio.WindowRul
     """``(n_windows, 2)`` start/end samples of the windows ``rule`` cuts from a track this long."""
     if total_samples < window_samples:  # one zero-padded window holds the whole clip
         return np.array([[0, total_samples]])
-    if rule.kind == "consecutive":
-        starts = list(range(0, total_samples - window_samples + 1, window_samples))
-        if total_samples - (starts[-1] + window_samples) >= window_samples // 2:
-            starts.append(total_samples - window_samples)
-    else:
-        starts = audio.evenly_spaced_starts(total_samples, window_samples=window_samples,
-                                            n_windows=rule.n_windows)
+    starts = audio.window_starts(total_samples, window_samples=window_samples, rule=rule)
     return np.array([[start, start + window_samples] for start in starts])
 
 
