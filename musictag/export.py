@@ -12,17 +12,16 @@ and silence, which a model also meets. The fp32 export must agree within
 :data:`FP32_TOLERANCE`, or nothing is written.
 
 ``int8`` quantizes statically (QDQ, per-channel signed weights, unsigned activations) with
-activation ranges calibrated on two thirds of the real audio windows (never on the synthetic
-noise, whose broadband peaks would stretch every range) at their 99.99th percentile, and the
-difference measured on the remaining third. Measured on the first-stage default model (1,250
-steps) and 20 real tracks: min-max ranges left track scores up to 0.07 from fp32, the 99.99th
-percentile 0.012 (99.9th 0.029, 99.999th 0.020). The front end, every node before the first
-ReLU, stays fp32: it reads the raw waveform or a power spectrogram, whose dynamic range int8
-cannot hold, and costs well under 1% of the FLOPs. ``fp32_layers`` keeps more ReLU-ended stages
-in fp32: the first block after a raw-waveform front end carries the loudness of the input and is
-where most of the int8 error arises (with it in fp32 the third-stage default's track scores
-stayed within 0.008, the fourth stage's within 0.023), but it is also over half of the FLOPs.
-onnxruntime's CPU provider has no fast fp16 or bf16 convolutions, so those are not offered.
+activation ranges calibrated on two thirds of the real audio windows and the difference
+measured on the remaining third. Calibration never sees the synthetic noise, whose broadband
+peaks would stretch every range, and takes each range at the 99.99th percentile rather than
+min-max, which outliers stretch just as much. The front end, every node before the first ReLU,
+stays fp32: it reads the raw waveform or a power spectrogram, whose dynamic range int8 cannot
+hold, and costs little. ``fp32_layers`` keeps more ReLU-ended stages in fp32: the first block
+after a raw-waveform front end carries the loudness of the input and is where most of the int8
+error arises, at the price of most of int8's speed. onnxruntime's CPU provider has no fast fp16
+or bf16 convolutions, so those are not offered. The figures behind these choices, measured on
+the default model's stages, are in docs/default-model.md ("Measured: int8 export").
 """
 
 from __future__ import annotations

@@ -397,9 +397,9 @@ def torch_installed() -> bool:
 def choose_backend(backend: str, *, device: str, precision: str, has_onnx: bool) -> str:
     """``auto`` is onnxruntime whenever the model has an ONNX file and runs on the CPU in fp32.
 
-    onnxruntime computes the same scores (to 1e-4, checked at export) 2-3x faster than torch on
-    a CPU and needs no torch install; torch remains the backend for GPUs, bf16 autocast and
-    models without an exported file.
+    onnxruntime computes the same scores (to 1e-4, checked at export) faster than torch on a CPU
+    (``benchmarks/throughput.py`` measures by how much) and needs no torch install; torch remains
+    the backend for GPUs, bf16 autocast and models without an exported file.
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..registry import ModelCard
 from ..weights import CorruptWeightsError, warn_once_without_digest
 
@@ -120,16 +120,15 @@ class OnnxBackend:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # Idle compute threads sleep instead of spinning: between batches the decode thread
-        # needs a core (on 2 cores, one of the two), and measured on the 3^9 model the batch
-        # rate is no lower without spinning (22.6 against 21.6 windows/s at batch 16).
+        # needs a core, which a spinning thread would hold; the batch rate is no lower without
+        # spinning (docs/default-model.md, "Measured: the onnx backend").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else error
-            raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from None
+            raise ModelError(f"{path}: not a loadable ONNX model ({first_line(error)})") from None
         self.path = Path(path)
         self.card = read_card(self.session, path)
         metadata = self.session.get_modelmeta().custom_metadata_map
