@@ -368,3 +368,51 @@ def test_distill_help_states_the_config_defaults():
     helps = {param.name: param.help for param in command.params}
     for option, field in fields.items():
         assert f"[default: {getattr(defaults, field)}]" in helps[option], option
+
+
+def test_student_agreement_from_python(tmp_path, corpus, tiny_model, teacher):
+    from musictag.distill.report import StudentAgreement, student_agreement
+    from musictag.errors import RunError
+
+    stages: list[str] = []
+    report = student_agreement(["tiny-teacher", str(tiny_model)], ["tiny-teacher"], corpus,
+                               tmp_path / "cache", groups=["tones"], windows_per_track=4,
+                               on_status=stages.append)
+    assert isinstance(report, StudentAgreement) and report.tracks == 6
+    assert report.models["tiny-teacher"]["mean_top5_overlap"] == 5.0
+    assert report.models["tiny-teacher"]["trained_on_evaluated_groups"] == []
+    assert list(report.paired_with_first) == [str(tiny_model)]
+    assert list(report.to_dict()) == ["tracks", "windows_per_track", "groups", "teachers",
+                                      "models", "paired_with_first"]
+    assert stages[-1] == "scoring the students"
+    with pytest.raises(RunError, match="jazz"):
+        student_agreement(["tiny-teacher"], ["tiny-teacher"], corpus, tmp_path / "cache",
+                          groups=["jazz"])
+
+
+def test_compare_teachers_from_python_and_the_command(tmp_path, corpus, tiny_model, teacher):
+    from musictag.distill.report import compare_teachers
+
+    expected = {"tones": [TINY_LABELS[0]]}
+    report = compare_teachers(["tiny-teacher", str(tiny_model)], corpus, tmp_path / "cache",
+                              expected=expected, per_group=2)
+    assert report.tracks == 6 and report.groups == sorted(GROUPS)
+    assert len(report.agreement) == 1  # one pair of teachers
+    assert set(report.plausibility) == {"tiny-teacher", str(tiny_model)}
+    for by_group in report.top5_by_group.values():
+        assert set(by_group) == set(GROUPS)
+        assert all(len(tags) == min(5, len(TINY_LABELS)) for tags in by_group.values())
+    expect = tmp_path / "expect.json"
+    expect.write_text(json.dumps(expected))
+    result = CliRunner().invoke(app, [
+        "compare-teachers", "--teacher", "tiny-teacher", "--teacher", str(tiny_model),
+        "--audio-dir", str(corpus), "--cache-dir", str(tmp_path / "cache"), "--expect",
+        str(expect), "--per-group", "2", "-o", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(json.dumps(report.to_dict()))
+    assert json.loads((tmp_path / "report.json").read_text()) == json.loads(result.stdout)
+    expect.write_text("{not json")
+    bad = CliRunner().invoke(app, [
+        "compare-teachers", "--teacher", "tiny-teacher", "--audio-dir", str(corpus),
+        "--cache-dir", str(tmp_path / "cache"), "--expect", str(expect)])
+    assert bad.exit_code == 2 and "not a JSON object" in bad.stderr

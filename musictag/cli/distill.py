@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
-from ..errors import MusictagError, RunError
+from ..errors import MusictagError, first_line
 from ..registry import DEFAULT_MODEL, card_reference, get_card
 from .app import (
     USER_ERRORS,
@@ -182,62 +182,31 @@ def compare_teachers(
     verbose: VerboseOption = False,
 ) -> None:
     """Measure teachers' agreement with each other and with what the audio plainly holds."""
-    import json
-
-    from ..distill.agreement import (
-        excerpt,
-        pairwise_agreement,
-        plausibility,
-        sample_tracks,
-        track_scores,
-    )
-    from ..distill.corpus import Corpus, build_cache
-    from ..fileio import atomic_open
-    from ..inference import load_tagger
+    from ..distill.report import compare_teachers as build_report
 
     setup_logging(verbose)
-    rate = 22050
     try:
         expected = json.loads(expect.read_text()) if expect else {}
-        tracks = build_cache(audio_dir, cache_dir, sample_rate_hz=rate, min_duration_s=4.0)
-        corpus = Corpus(cache_dir, tracks)
-        chosen = sample_tracks(tracks, per_group)
-        taggers = {name: load_tagger(name, device="cpu") for name in teacher}
+    except (OSError, ValueError) as error:
+        fail(f"{expect}: not a JSON object of group -> tags ({first_line(error)})")
+    try:
+        with stderr.status("") as status:
+            report = build_report(teacher, audio_dir, cache_dir, expected=expected,
+                                  per_group=per_group, on_status=status.update)
     except USER_ERRORS as error:
         fail_error(error)
-    labels = next(iter(taggers.values())).labels
-    excerpts = [excerpt(corpus, track, sample_rate_hz=rate) for track in chosen]
-    groups = [track.group for track in chosen]
-    scores = {}
-    with stderr.status("scoring excerpts") as status:
-        for name, tagger in taggers.items():
-            status.update(f"scoring {len(chosen)} excerpts with {name}")
-            scores[name] = track_scores(tagger, excerpts, sample_rate_hz=rate, labels=labels)
-    report = {
-        "tracks": len(chosen),
-        "groups": sorted(set(groups)),
-        "agreement": pairwise_agreement(scores),
-        "plausibility": {name: plausibility(s, groups, expected, labels)
-                         for name, s in scores.items()} if expected else {},
-        "top5_by_group": {
-            name: {group: [labels[i] for i in np.argsort(-s[np.array(groups) == group]
-                                                         .mean(axis=0))[:5]]
-                   for group in sorted(set(groups))}
-            for name, s in scores.items()},
-    }
+    _print_report(report.to_dict(), output)
+
+
+def _print_report(report: dict[str, Any], output: Path | None) -> None:
+    """The report as JSON on stdout, and in ``output`` (written atomically) when given."""
+    from ..fileio import atomic_open
+
     text = json.dumps(report, indent=2)
     if output:
         with atomic_open(output) as handle:
             handle.write(text + "\n")
     print(text)
-
-
-def _trained_on(card: Any, groups: set[str]) -> list[str]:
-    """Evaluated groups a distilled card's provenance says it trained on (so not held out)."""
-    provenance = card.provenance or {}
-    trained = set(provenance.get("corpus_groups", {})) - set(
-        provenance.get("held_out_groups", []))
-    return sorted(trained & groups)
 
 
 @app.command("agreement")
@@ -262,78 +231,30 @@ def agreement_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Students' agreement with teachers on any audio, with bootstrap intervals; prints JSON."""
-    import json
-
-    from ..distill.corpus import Corpus, build_cache
-    from ..distill.teachers import TeacherEnsemble, parse_teacher_spec
-    from ..distill.validate import (
-        agreement,
-        cached_validation_set,
-        paired_difference,
-        tagger_track_scores,
-        track_means,
-    )
-    from ..fileio import atomic_open
-    from ..inference import load_tagger
+    from ..distill.report import student_agreement
 
     setup_logging(verbose)
     names = model or [DEFAULT_MODEL]
     try:
-        taggers = {name: load_tagger(name, device="cpu", backend="torch") for name in names}
-        first = next(iter(taggers.values())).card
-        for name, tagger in taggers.items():
-            if (tagger.card.sample_rate_hz, tagger.card.window_samples) != (
-                    first.sample_rate_hz, first.window_samples):
-                raise RunError(f"model {name!r} hears {tagger.card.window_samples} samples "
-                               f"at {tagger.card.sample_rate_hz} Hz, unlike {names[0]!r}: "
-                               "compare models of one rate and window")
-        rate, window = first.sample_rate_hz, first.window_samples
-        ensemble = TeacherEnsemble([parse_teacher_spec(spec) for spec in teacher],
-                                   labels=first.labels, student_window_s=window / rate)
-        with stderr.status(f"decoding {audio_dir}"):
-            tracks = build_cache(audio_dir, cache_dir, sample_rate_hz=rate, min_duration_s=4.0)
-        corpus = Corpus(cache_dir, tracks)
-        if group:
-            _, tracks = corpus.split(set(group))
-        if not tracks:
-            raise RunError(f"{audio_dir}: no tracks of at least 4 s in any group folder")
-        with stderr.status(f"labelling {len(tracks)} tracks with the teachers"):
-            windows = cached_validation_set(corpus, tracks, ensemble, sample_rate_hz=rate,
-                                            student_window=window,
-                                            windows_per_track=windows_per_track,
-                                            cache_dir=cache_dir)
-        teacher_scores = track_means(windows.teacher_scores, windows.track_of_window)
-        with stderr.status("scoring the students"):
-            scores = {name: tagger_track_scores(tagger, windows, ensemble.labels)
-                      for name, tagger in taggers.items()}
+        with stderr.status("") as status:
+            report = student_agreement(names, teacher, audio_dir, cache_dir, groups=group,
+                                       windows_per_track=windows_per_track,
+                                       on_status=status.update)
     except USER_ERRORS as error:
         fail_error(error)
-    groups = {track.group for track in tracks}
-    report: dict[str, Any] = {
-        "tracks": len(tracks), "windows_per_track": windows_per_track,
-        "groups": Corpus(cache_dir, tracks).describe(rate),
-        "teachers": ensemble.describe(), "models": {}, "paired_with_first": {}}
-    for name, tagger in taggers.items():
-        result = agreement(scores[name], teacher_scores, ensemble.labels)
-        seen = _trained_on(tagger.card, groups)
+    for name, result in report.models.items():
+        seen = result["trained_on_evaluated_groups"]
         if seen:
             stderr.print(f"warning: {name} trained on {', '.join(seen)}: not held out for it",
                          highlight=False)
-        report["models"][name] = {**result, "trained_on_evaluated_groups": seen}
         roc = _with_interval(result["macro_roc_auc"], result["macro_roc_auc_ci95"], 4)
         overlap = _with_interval(result["mean_top5_overlap"], result["mean_top5_overlap_ci95"], 2)
-        stderr.print(f"{name}: ROC-AUC {roc}, top-5 overlap {overlap} over {len(tracks)} tracks",
-                     highlight=False)
-    for name in names[1:]:
-        difference = paired_difference(scores[names[0]], scores[name], teacher_scores)
-        report["paired_with_first"][name] = difference
+        stderr.print(f"{name}: ROC-AUC {roc}, top-5 overlap {overlap} over {report.tracks} "
+                     "tracks", highlight=False)
+    for name, difference in report.paired_with_first.items():
         roc, overlap = difference["macro_roc_auc"], difference["mean_top5_overlap"]
         stderr.print(f"{name} minus {names[0]}: ROC-AUC "
                      f"{_with_interval(roc['difference'], roc['ci95'], 4)}, top-5 overlap "
                      f"{_with_interval(overlap['difference'], overlap['ci95'], 2)}",
                      highlight=False)
-    text = json.dumps(report, indent=2)
-    if output:
-        with atomic_open(output) as handle:
-            handle.write(text + "\n")
-    print(text)
+    _print_report(report.to_dict(), output)
