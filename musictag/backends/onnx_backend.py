@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from ..errors import ModelError, first_line
+from ..protobuf import fields
 from ..registry import ModelCard
 from ..weights import CorruptWeightsError, warn_once_without_digest
 
@@ -36,39 +36,6 @@ DIGEST_KEY = "musictag_model_sha256"
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props, the one field the digest leaves out
 
 
-def _varint(data: memoryview, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while position < len(data):
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
-    raise ModelError("truncated protobuf varint")
-
-
-def _top_level_fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
-    """``(field number, the field's whole encoding)`` for each top-level protobuf field."""
-    position = 0
-    while position < len(data):
-        start = position
-        key, position = _varint(data, position)
-        wire_type = key & 7
-        if wire_type == 0:
-            _, position = _varint(data, position)
-        elif wire_type == 2:
-            length, position = _varint(data, position)
-            position += length
-        elif wire_type in (1, 5):
-            position += 8 if wire_type == 1 else 4
-        else:
-            raise ModelError(f"protobuf wire type {wire_type} is not used by ONNX")
-        if position > len(data):
-            raise ModelError("truncated protobuf field")
-        yield key >> 3, data[start:position]
-
-
 def model_digest(serialized: bytes) -> str:
     """``sha256:<hex>`` of a serialized ONNX ModelProto's fields, all but ``metadata_props``.
 
@@ -77,9 +44,10 @@ def model_digest(serialized: bytes) -> str:
     needs neither the ``onnx`` package nor torch.
     """
     digest = hashlib.sha256()
-    for number, encoding in _top_level_fields(memoryview(serialized)):
-        if number != _METADATA_PROPS_FIELD:
-            digest.update(encoding)
+    data = memoryview(serialized)
+    for field in fields(data):
+        if field.number != _METADATA_PROPS_FIELD:
+            digest.update(data[field.start:field.end])
     return f"sha256:{digest.hexdigest()}"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
+from ..protobuf import ProtobufError, fields, varint
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_BYTES = 48
@@ -54,39 +55,19 @@ class TensorEntry:
     crc32c: int | None
 
 
-def _varint(buffer: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if position >= len(buffer):
-            raise CheckpointError("truncated varint")
-        byte = buffer[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-
-
 def _proto_fields(buffer: bytes) -> list[tuple[int, int | bytes]]:
-    """The ``(field number, value)`` pairs of a protobuf message, in order; groups unsupported."""
-    fields: list[tuple[int, int | bytes]] = []
-    position = 0
-    while position < len(buffer):
-        key, position = _varint(buffer, position)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, position = _varint(buffer, position)
-        elif wire_type == 1:
-            value, position = int.from_bytes(buffer[position:position + 8], "little"), position + 8
-        elif wire_type == 2:
-            length, position = _varint(buffer, position)
-            value, position = buffer[position:position + length], position + length
-        elif wire_type == 5:
-            value, position = int.from_bytes(buffer[position:position + 4], "little"), position + 4
-        else:
-            raise CheckpointError(f"unsupported protobuf wire type {wire_type}")
-        fields.append((number, value))
-    return fields
+    """The ``(field number, value)`` pairs of a protobuf message, in order."""
+    try:
+        return [(field.number, field.value) for field in fields(buffer)]
+    except ProtobufError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def _varint(buffer: bytes, position: int) -> tuple[int, int]:
+    try:
+        return varint(buffer, position)
+    except ProtobufError:
+        raise CheckpointError("truncated varint") from None
 
 
 def _shape(buffer: bytes) -> tuple[int, ...]:

@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
+
 
 def hz_to_mel(freq_hz: np.ndarray, scale: str) -> np.ndarray:
     freq_hz = np.asarray(freq_hz, dtype=np.float64)
     if scale == "htk":
         return 2595.0 * np.log10(1.0 + freq_hz / 700.0)
     if scale != "slaney":
-        raise ValueError(f"unknown mel scale {scale!r}")
+        raise ModelError(f"unknown mel scale {scale!r}")
     linear_step_hz, break_hz = 200.0 / 3, 1000.0
     log_step = math.log(6.4) / 27.0
     break_mel = break_hz / linear_step_hz
@@ -36,7 +38,7 @@ def mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
     if scale == "htk":
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
     if scale != "slaney":
-        raise ValueError(f"unknown mel scale {scale!r}")
+        raise ModelError(f"unknown mel scale {scale!r}")
     linear_step_hz, break_hz = 200.0 / 3, 1000.0
     log_step = math.log(6.4) / 27.0
     break_mel = break_hz / linear_step_hz
@@ -60,7 +62,7 @@ def mel_filterbank(*, sample_rate_hz: int, n_fft: int, n_mels: int, f_min_hz: fl
     if norm == "slaney":
         weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
     elif norm is not None:
-        raise ValueError(f"unknown mel norm {norm!r}")
+        raise ModelError(f"unknown mel norm {norm!r}")
     return weights.T
 
 
@@ -94,10 +96,10 @@ class STFTMagnitude(nn.Module):
             self.pad = (n_fft // 2, n_fft // 2)
         elif padding == "frames":
             if (n_fft - hop) % 2:
-                raise ValueError("n_fft - hop must be even for frame padding")
+                raise ModelError("n_fft - hop must be even for frame padding")
             self.pad = ((n_fft - hop) // 2, (n_fft - hop) // 2)
         else:
-            raise ValueError(f"unknown padding {padding!r}")
+            raise ModelError(f"unknown padding {padding!r}")
         self.pad_mode = pad_mode
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
