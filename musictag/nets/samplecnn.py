@@ -119,11 +119,11 @@ class SampleCNN(nn.Module):
     def use_channels_last_2d(self, enabled: bool = True) -> SampleCNN:
         """Compute as channels-last conv2d with 1 x m kernels over the same parameters.
 
-        oneDNN runs bf16 convolutions several times faster in this layout than as conv1d (its
-        conv1d path does not reach the bf16 units of AVX512-BF16 and AMX CPUs), so training and
-        bf16 inference use it. Parameters, buffers and state-dict names are those of the conv1d
-        form, so cards, checkpoints and the ONNX export (always conv1d) are unaffected; in fp32
-        both forms give the same outputs.
+        oneDNN's bf16 conv1d path does not reach AMX's matrix units and its channels-last conv2d
+        path does, so training and bf16 inference use this form (on CPUs without AMX the two
+        forms run at about the same rate). Parameters, buffers and state-dict names are those
+        of the conv1d form, so cards, checkpoints and the ONNX export (always conv1d) are
+        unaffected; in fp32 both forms give the same outputs.
         """
         self.channels_last_2d = enabled
         return self
