@@ -32,8 +32,8 @@
 # states the speaker's gender. (A first run expected only `voice` for speech, and no model put
 # that one word in its top 3 for a file whose speaker is not named, though all said vocal or
 # male for some: MTAT's annotators wrote any of the three.)
-# Usage: bash fetch-check-set.sh DEST   (about 110 MB of downloads; needs apt-get, npm, sox and
-#        python3, as root; about 2 minutes)
+# Usage: bash fetch-check-set.sh DEST   (about 110 MB of downloads; needs apt-get, npm, sox with
+#        libsox-fmt-mp3, and python3, as root; about 2 minutes)
 # Result: DEST/<class>/*.wav and DEST/check-set.tsv (path, class, source, licence, tags,
 #         made_from), one row per file; each Debian package's copyright file under
 #         DEST/licences/.
@@ -56,6 +56,9 @@ sox() { command sox -V1 -R "$@"; }  # quiet but for failures; the same dither ev
 for tool in apt-get npm sox python3; do
   command -v "$tool" >/dev/null || { echo "fetch-check-set.sh: $tool is needed" >&2; exit 2; }
 done
+# The tonejs notes are mp3, which Debian's sox reads only with libsox-fmt-mp3 (not a dependency).
+command sox -h | grep -qw mp3 ||
+  { echo "fetch-check-set.sh: sox cannot read mp3; apt-get install libsox-fmt-mp3" >&2; exit 2; }
 for pkg in "${DEBS[@]}" "${NPMS[@]}"; do
   for bad in "${KEEP_OUT[@]}"; do
     [[ $pkg != *"$bad"* ]] || { echo "fetch-check-set.sh: $pkg is kept out" >&2; exit 2; }
