@@ -55,8 +55,8 @@ def fail_run(error: BaseException, *, output: Path | None) -> NoReturn:
 
 
 def start_run(*, output: Path | None, fmt: str, files: list[Path], unlisted_folders: int,
-              quiet: bool, name: Callable[[], str], **settings: Any) -> tuple[LibraryRun,
-                                                                            Selection]:
+              quiet: bool, name: Callable[[], str],
+              **settings: Any) -> tuple[LibraryRun, Selection]:
     """Start the run of ``tag``'s library flags (``settings``: the rest of
     :meth:`LibraryRun.start`'s parameters) and choose the files it tags.
 
