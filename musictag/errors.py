@@ -45,6 +45,20 @@ class RunError(MusictagError, ValueError):
     cannot be used."""
 
 
+class SettingsError(RunError):
+    """Settings that cannot be used together (or one that names the wrong kind of thing), found
+    before any work is done.
+
+    The message names parameters; ``rule`` names the rule broken (the raising module lists its
+    rules), so that a front end can say the same in terms of its own options, which are what
+    its users typed.
+    """
+
+    def __init__(self, message: str, *, rule: str):
+        super().__init__(message)
+        self.rule = rule
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message: what a one-line report shows.
 

@@ -18,6 +18,7 @@ from ..audio import AudioError
 from ..errors import MusictagError
 from ..fileio import atomic_open, json_dumps
 from ..library.embed import EmbeddingIndex, embed_files
+from ..library.run import check_output
 from ..library.shard import count_failures, merge_shards
 from ..scale import embed_outcomes
 from .app import (
@@ -43,7 +44,7 @@ from .engine import (
     RayAddressOption,
     checked,
 )
-from .library import check_output
+from .library import fail_run
 from .loading import collect_paths, open_card, open_tagger
 
 MergeOutputOption = Annotated[Path, typer.Option(
@@ -63,11 +64,11 @@ def merge_shards_command(
     for log_path in logs:
         if not log_path.is_file():
             fail(f"{log_path}: no such file")
-    check_output(output)
     try:
+        check_output(output)
         records = merge_shards(logs)
     except MusictagError as error:
-        fail_error(error)
+        fail_run(error, output=output)
     with atomic_open(output, "w", encoding="utf-8") as stream:
         for record in records:
             stream.write(json_dumps(record) + "\n")

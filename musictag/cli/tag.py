@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..audio import AudioError
+from ..errors import MusictagError
 from ..inference import BACKENDS
+from ..library.run import LibraryRun
 from ..output import MACHINE_FORMATS, PATH_ERRORS, RecordWriter, tag_records
 from ..scale import tag_outcomes
 from . import engine as engines
@@ -31,16 +33,18 @@ from .app import (
     fail,
     progress_bar,
     setup_logging,
+    stderr,
 )
 from .library import (
     DryRunOption,
     Id3v23Option,
-    LibraryRun,
     ResumeOption,
     RetryFailedOption,
     ShardOption,
     TagFieldOption,
     WriteTagsOption,
+    fail_run,
+    start_run,
 )
 from .loading import card_name, collect_paths, open_card, open_tagger
 
@@ -148,11 +152,12 @@ def tag(
     files, unlisted = collect_paths(paths)
     if not files:
         fail("no audio files found in the given paths")
-    run = LibraryRun.start(output=output, fmt=fmt, resume=resume, retry_failed=retry_failed,
-                           shard=shard, write_tags=write_tags, tag_field=tag_field,
-                           id3v23=id3v23, dry_run=dry_run, quiet=quiet)
-    run.check_model(lambda: card_name(model, weights))
-    files = run.select(files, unlisted_folders=unlisted)
+    run, selection = start_run(output=output, fmt=fmt, files=files, unlisted_folders=unlisted,
+                               quiet=quiet, name=lambda: card_name(model, weights),
+                               resume=resume, retry_failed=retry_failed, shard=shard,
+                               write_tags=write_tags, tag_field=tag_field, id3v23=id3v23,
+                               dry_run=dry_run)
+    files = selection.todo
     load = {"device": device, "batch_size": batch_size, "backend": backend,
             "precision": precision, "threads": threads}
     # With ray the actors load the model; here its card is only read (a wrong name exits 2).
@@ -173,11 +178,14 @@ def tag(
         sys.stdout.reconfigure(errors=PATH_ERRORS)
     try:
         with contextlib.ExitStack() as stack:
-            stream = stack.enter_context(run.open_output()) if output else sys.stdout
+            try:
+                stream = stack.enter_context(run.open_output()) if output else sys.stdout
+            except MusictagError as error:
+                fail_run(error, output=output)
             failed = write_outcomes(outcomes, len(files), stream, fmt=fmt, quiet=quiet, run=run)
     except OSError as error:  # results cannot be written: a full disk, a closed pipe
         fail(f"{output or 'stdout'}: cannot write the results ({error.strerror or error})")
-    if failed or run.failed_earlier or unlisted:
+    if failed or selection.failed_earlier or unlisted:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -189,7 +197,7 @@ def write_outcomes(outcomes: Iterable[tuple[str | os.PathLike, dict | AudioError
     ``outcomes`` is an engine's ``(path, record or AudioError)`` per file (the local
     :func:`~musictag.output.tag_records`, or :func:`musictag.scale.tag_outcomes`), so that either
     engine's results are written, logged and counted by this one loop. ``run`` writes tags into
-    the files and keeps the results log (see cli/library.py).
+    the files (under its ``dry_run``, the changes are printed instead) and keeps the results log.
     """
     failed = 0
     table_records: list[dict] = []
@@ -202,8 +210,10 @@ def write_outcomes(outcomes: Iterable[tuple[str | os.PathLike, dict | AudioError
             try:
                 if isinstance(record, AudioError):
                     raise record
-                if run:
-                    run.tagged(path, record)  # raises AudioError when tags can't be written
+                change = run.tagged(path, record) if run else None  # AudioError: not written
+                if change is not None and run.dry_run:
+                    stderr.print(change.describe(), markup=False, highlight=False,
+                                 soft_wrap=True)
             except AudioError as error:
                 failed += 1
                 if run:
