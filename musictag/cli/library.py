@@ -18,9 +18,9 @@ import typer
 
 from ..audio import AudioError
 from ..fileio import atomic_open, remove_stale_temporaries
+from ..library import DEFAULT_FIELD
 from ..library.runlog import FileKey, LogInUseError, RunLog
 from ..library.shard import parse_shard, select_shard
-from ..library.tagwriter import DEFAULT_FIELD, check_field, write_tags
 from ..output import PATH_ERRORS, is_results_file
 from .app import (
     EXIT_SOME_FAILED,
@@ -85,7 +85,11 @@ class LibraryRun:
             check_output(output)
         try:
             parsed = parse_shard(shard) if shard is not None else None
-            name = check_field(tag_field or DEFAULT_FIELD) if write_tags or dry_run else None
+            name = None
+            if write_tags or dry_run:  # mutagen is imported only when tags are written
+                from ..library.tagwriter import check_field
+
+                name = check_field(tag_field or DEFAULT_FIELD)
             log = RunLog(output, resume=resume) if logged else None
         except USER_ERRORS as error:
             fail_error(error)
@@ -169,6 +173,8 @@ class LibraryRun:
         if self.tag_field is not None:
             if not self.dry_run:
                 self._sweep(Path(os.path.realpath(path)).parent)
+            from ..library.tagwriter import write_tags
+
             values = [item["tag"] for item in record["tags"]]
             change = write_tags(path, values, field=self.tag_field, id3v23=self.id3v23,
                                 dry_run=self.dry_run)
