@@ -13,11 +13,17 @@ One run prints:
 5. end-to-end `musictag tag` over a folder of generated 30 s files (tracks/s, the child's peak
    RSS) against the pure-inference rate of the same backend and batch size.
 
+``--profile`` instead prints, in about a minute, the peaks, the bf16 path (torch, channels-last
+conv2d form, BatchNorm folded: what ``--precision bf16`` and, on AMX CPUs, ``auto`` run) and
+onnxruntime fp32 at batch 8 as fractions of them, and a torch.profiler table of one bf16 batch
+by operator and input shape (one row per layer kind and size).
+
 The default card's architecture runs with models/samplecnn.safetensors when it exists and seeded
 random weights otherwise (then the accuracy lines measure the arithmetic, not a trained model).
 
     python benchmarks/throughput.py --music ~/corpus   # about 5 minutes on 2 cores
     python benchmarks/throughput.py --quick            # about 2 minutes, generated audio only
+    python benchmarks/throughput.py --profile          # about 1 minute: bf16 per-layer profile
 """
 
 from __future__ import annotations
@@ -272,6 +278,8 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, help="end-to-end files (default 100)")
     parser.add_argument("--music", type=Path, help="folder of real music for the accuracy "
                                                    "check and int8 calibration")
+    parser.add_argument("--profile", action="store_true",
+                        help="only the peaks, the bf16 path's rate and its per-layer profile")
     args = parser.parse_args()
     seconds = 1.5 if args.quick else 4.0
     n_tracks = args.tracks or (24 if args.quick else 100)
@@ -292,6 +300,9 @@ def main() -> None:
         print(f"model: {card.name} ({card.arch['name']} 3^{card.arch['n_modules']}), {origin}")
         print(f"counted: {gflop:.3f} GFLOP per {card.window_samples}-sample window "
               f"(issue: {ISSUE_GFLOP_PER_WINDOW})")
+        if args.profile:
+            bf16_profile(card, weights, peaks, gflop, args.threads, seconds)
+            return
 
         n_measured = 5 if args.quick else 20
         music = real_music(args.music, n_measured)
@@ -342,6 +353,29 @@ def main() -> None:
                   f"{windows / wall / pure:.0%} of it; start-up {startup:.2f} s (from a one-file "
                   f"run), {windows / max(wall - startup, 1e-9) / pure:.0%} without it",
                   flush=True)
+
+
+def bf16_profile(card: ModelCard, weights: Path, peaks: dict[str, float], gflop: float,
+                 threads: int, seconds: float) -> None:
+    """The bf16 path's and onnxruntime fp32's rates at batch 8, and the bf16 per-layer profile."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = (0.1 * np.random.default_rng(0).standard_normal((8, card.window_samples))
+             ).astype(np.float32)
+    bf16 = TorchBackend(card, weights, device="cpu", precision="bf16")
+    onnx_file = (card.home or REPO / "models") / card.weights.get("onnx", "")
+    engines = {"torch bf16 channels-last": (bf16.predict, "bf16")}
+    if onnx_file.is_file():
+        engines["onnxruntime fp32"] = (OnnxBackend(onnx_file, threads=threads).predict, "fp32")
+    for name, (run, peak) in engines.items():
+        rate = timed_rate(run, batch, seconds)
+        print(f"{name:<26} batch 8: {rate:.2f} windows/s, {rate * gflop:.1f} GFLOP/s = "
+              f"{rate * gflop / peaks[peak]:.0%} of the {peak} matmul peak")
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        bf16.predict(batch)
+    print(prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=28,
+        max_shapes_column_width=60))
 
 
 def _fallback_audio(folder: Path, card: ModelCard) -> list[Path]:

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-
-import platformdirs
 
 from .errors import ModelError, WeightsError
 from .fileio import atomic_path
@@ -50,7 +46,11 @@ class ChecksumError(WeightsError):
 
 def cache_dir() -> Path:
     configured = os.environ.get(CACHE_ENV)
-    return Path(configured) if configured else Path(platformdirs.user_cache_dir("musictag"))
+    if configured:
+        return Path(configured)
+    import platformdirs  # here, not at the top: tagging with shipped weights never needs it
+
+    return Path(platformdirs.user_cache_dir("musictag"))
 
 
 def converted_path(card: ModelCard) -> Path:
@@ -143,6 +143,8 @@ def download(url: str, target: Path, weights: dict[str, Any], *,
     A file that fails verification is deleted and :class:`ChecksumError` raised; network failures
     propagate as ``OSError`` (``urllib.error.URLError``).
     """
+    import urllib.request  # here, not at the top: with http.client and ssl, tagging never needs it
+
     with atomic_path(target) as partial:
         with urllib.request.urlopen(url, timeout=timeout_s) as response, \
                 open(partial, "wb") as handle:
@@ -172,7 +174,7 @@ def _fetch_url(card: ModelCard, on_progress: DownloadProgress | None) -> Path:
     url = card.weights["url"]
     try:
         return download(url, target, card.weights, on_progress=on_progress)
-    except (urllib.error.URLError, OSError) as error:
+    except OSError as error:  # urllib.error.URLError is one
         reason = getattr(error, "reason", None) or error
         raise ModelUnavailableError(f"model {card.name!r}: cannot download {url} ({reason}); "
                                     f"fetch that file elsewhere and run `musictag models import "

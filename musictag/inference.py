@@ -13,6 +13,7 @@ the files' lengths: a two-hour file streams through in batch-sized chunks.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import queue
 import threading
@@ -26,9 +27,12 @@ import numpy as np
 
 from . import audio
 from .errors import ModelError
+from .fastpath import Choice, check_precision, choose_path, cpu_flags, int8_file
 from .hub import local_weights
 from .registry import DEFAULT_MODEL, ModelCard, get_card
 from .weights import read_weights
+
+log = logging.getLogger(__name__)
 
 #: Called with the number of windows just scored.
 ProgressCallback = Callable[[int], None]
@@ -36,6 +40,7 @@ ProgressCallback = Callable[[int], None]
 
 class Backend(Protocol):
     name: str
+    precision: str
 
     def predict(self, windows: np.ndarray) -> np.ndarray: ...
 
@@ -151,12 +156,20 @@ def batched(windows: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarr
 class Tagger:
     """A loaded model and the preprocessing its card prescribes."""
 
-    def __init__(self, card: ModelCard, backend: Backend, *, batch_size: int = 16):
+    def __init__(self, card: ModelCard, backend: Backend, *, batch_size: int = 16,
+                 reason: str = ""):
         if batch_size < 1:
             raise ModelError("batch size must be at least 1")
         self.card = card
         self.backend = backend
         self.batch_size = batch_size
+        #: Why this backend and precision run (``-v`` prints it).
+        self.reason = reason
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the scores come from: fp32, bf16 or int8 (recorded with each result)."""
+        return getattr(self.backend, "precision", "fp32")
 
     @property
     def labels(self) -> list[str]:
@@ -395,16 +408,19 @@ def torch_installed() -> bool:
 
 
 def choose_backend(backend: str, *, device: str, precision: str, has_onnx: bool) -> str:
-    """``auto`` is onnxruntime whenever the model has an ONNX file and runs on the CPU in fp32.
+    """An explicit backend as given; ``auto`` is onnxruntime for fp32 and int8 on the CPU when the
+    model has an ONNX file, torch otherwise (GPUs, bf16, models without an exported file).
 
     onnxruntime computes the same scores (to 1e-4, checked at export) faster than torch on a CPU
-    (``benchmarks/throughput.py`` measures by how much) and needs no torch install; torch remains
-    the backend for GPUs, bf16 autocast and models without an exported file.
+    (``benchmarks/throughput.py`` measures by how much) and needs no torch install. ``auto``
+    precision is resolved before this (:func:`musictag.fastpath.choose_path`).
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
+    if precision == "int8":
+        return "onnx"
     return "onnx" if has_onnx and device in ("auto", "cpu") and precision == "fp32" else "torch"
 
 
@@ -418,9 +434,9 @@ def _onnx_backend(path: str | os.PathLike, *, device: str, precision: str, threa
     if device not in ("auto", "cpu"):
         raise ModelError(f"the onnx backend runs on the CPU; device {device!r} needs backend "
                          "'torch'")
-    if precision != "fp32":
-        raise ModelError(f"precision {precision} is a torch option; an ONNX file's precision "
-                         f"is fixed when it is exported")
+    if precision == "bf16":
+        raise ModelError("precision bf16 is a torch option; an ONNX file's precision is fixed "
+                         "when it is exported")
     from .backends.onnx_backend import OnnxBackend
 
     return OnnxBackend(path, threads=threads)
@@ -465,31 +481,50 @@ def load_tagger(name: str | None = None, *, weights: str | os.PathLike | None = 
 
     ``weights`` alone uses the card stored inside the file (a ``.safetensors`` file or an
     exported ``.onnx`` file); with ``name`` too, the named card's preprocessing is applied to the
-    given weights. ``backend`` is chosen by :func:`choose_backend`; ``threads`` defaults to
-    :func:`default_threads`.
+    given weights. ``precision`` ``auto`` with ``backend`` ``auto`` runs the fastest path measured
+    accurate enough for this CPU (:mod:`musictag.fastpath`); ``fp32`` (the library's default)
+    the exact path; ``backend`` is otherwise chosen by :func:`choose_backend`. ``threads``
+    defaults to :func:`default_threads`. The choice and its reason are logged at INFO.
     """
+    check_precision(precision)
     threads = threads or default_threads()
-    options = {"device": device, "precision": precision, "threads": threads}
+    options = {"device": device, "threads": threads}
     if weights is not None and Path(weights).suffix.lower() == ".onnx":
         if backend == "torch":
             raise ModelError(f"{weights}: an ONNX file runs on the onnx backend, not torch")
-        engine = _onnx_backend(weights, **options)
+        engine = _onnx_backend(weights, precision=precision, **options)
         card = engine.card
         if name is not None:
             card = get_card(name)
             _same_model(card, engine.card, weights)
-        return Tagger(card, engine, batch_size=batch_size)
+        return _ready(Tagger(card, engine, batch_size=batch_size, reason="the ONNX file given"))
     card = resolve_card(name, weights)
     onnx_path = shipped_onnx(card) if weights is None else None
-    chosen = choose_backend(backend, device=device, precision=precision,
-                            has_onnx=onnx_path is not None)
-    if chosen == "onnx":
-        if onnx_path is None:
-            raise ModelError(f"model {card.name!r} has no ONNX file on this machine; make one "
-                             f"with `musictag export --onnx --model {card.name} -o FILE.onnx` "
+    if precision == "auto" and backend == "auto" and weights is None and device in ("auto", "cpu"):
+        choice = choose_path(card, flags=cpu_flags(), has_fp32_onnx=onnx_path is not None,
+                             torch_ok=torch_installed())
+    else:
+        precision = "fp32" if precision == "auto" else precision
+        chosen = choose_backend(backend, device=device, precision=precision,
+                                has_onnx=onnx_path is not None)
+        file = int8_file(card) if precision == "int8" else None
+        choice = Choice(chosen, precision, file, "as asked")
+    if choice.backend == "onnx":
+        path = choice.file or onnx_path
+        if path is None or not Path(path).is_file():
+            what = "int8 " if choice.precision == "int8" else ""
+            raise ModelError(f"model {card.name!r} has no {what}ONNX file on this machine; make "
+                             f"one with `musictag export --onnx --model {card.name} -o FILE.onnx` "
                              f"and pass that file as the weights")
-        return Tagger(card, make_backend(card, onnx_path, backend="onnx", **options),
-                      batch_size=batch_size)
-    weights_path = weights if weights is not None else local_weights(card)
-    return Tagger(card, make_backend(card, weights_path, backend="torch", **options),
-                  batch_size=batch_size)
+        engine = make_backend(card, path, backend="onnx", precision=choice.precision, **options)
+    else:
+        weights_path = weights if weights is not None else local_weights(card)
+        engine = make_backend(card, weights_path, backend="torch", precision=choice.precision,
+                              **options)
+    return _ready(Tagger(card, engine, batch_size=batch_size, reason=choice.reason))
+
+
+def _ready(tagger: Tagger) -> Tagger:
+    log.info("model %s: %s backend, %s (%s)", tagger.card.name, tagger.backend.name,
+             tagger.precision, tagger.reason)
+    return tagger

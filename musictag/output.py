@@ -32,10 +32,15 @@ _RESULT_STARTS = (b'{"path": ', b'[\n{\n  "path": ', b"[]\n", b"path,rank,tag,sc
 
 
 def result_record(result: TagResult, *, model: str, tags: list[tuple[str, float]],
-                  all_scores: bool = False) -> dict[str, Any]:
+                  all_scores: bool = False, backend: str | None = None,
+                  precision: str | None = None) -> dict[str, Any]:
+    """One file's record; ``backend`` and ``precision`` say which path computed the scores
+    (records written before they were recorded lack both: those were fp32)."""
     record: dict[str, Any] = {
         "path": result.path,
         "model": model,
+        **({"backend": backend} if backend else {}),
+        **({"precision": precision} if precision else {}),
         "duration_s": round(result.duration_s, 3),
         "n_windows": result.n_windows,
         "tags": [{"tag": tag, "score": round(score, 6)} for tag, score in tags],
@@ -56,7 +61,8 @@ def tag_records(tagger: Tagger, paths: Iterable[str | os.PathLike], *, top_k: in
         else:
             tags = result.select(top_k=top_k, thresholds=thresholds)
             yield path, result_record(result, model=tagger.card.name, tags=tags,
-                                      all_scores=all_scores)
+                                      all_scores=all_scores, backend=tagger.backend.name,
+                                      precision=tagger.precision)
 
 
 class RecordWriter:

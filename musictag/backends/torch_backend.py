@@ -42,6 +42,7 @@ class TorchBackend:
                  device: str = "auto", precision: str = "fp32"):
         if precision not in ("fp32", "bf16"):
             raise ModelError(f"unknown precision {precision!r} (fp32 or bf16)")
+        self.precision = precision
         self.device = resolve_device(device)
         self.model = load_model(card, weights_path).to(self.device)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None

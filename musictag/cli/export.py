@@ -76,3 +76,48 @@ def export(
           f"({report.n_audio_windows} audio + {report.n_synthetic_windows} synthetic windows)")
     if report.quantized is not None:
         print(f"int8 vs torch fp32 on held-out windows: {report.quantized.describe()}")
+
+
+@app.command("verify-paths")
+def verify_paths(
+    audio: Annotated[list[Path], typer.Option(
+        "--audio", "-a", help="Real music (files or folders) to measure on; repeat for more. "
+                              "Not the tracks an int8 file was calibrated on.")],
+    model: ModelOption = None,
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="int8 and/or bf16 (default: both).")] = None,
+    tracks: Annotated[int, typer.Option("--tracks", min=1,
+                                        help="At most this many tracks, spread over the files.")
+                      ] = 40,
+    quiet: QuietOption = False,
+) -> None:
+    """Measure faster paths against fp32 on real tracks and record the result beside the card.
+
+    `musictag tag` (--precision auto) runs a faster path only where this record shows it within
+    bounds (same top-5 on >= 95% of tracks, every track score within 0.02) for the same weights.
+    """
+    import shlex
+
+    from ..fastpath import write_check
+    from ..verify_paths import measure, spread
+
+    chosen = spread(list(find_audio_files(audio)), tracks)
+    if not chosen:
+        fail("no audio files found in --audio")
+    words = ["musictag", "verify-paths", *(["--model", model] if model else []),
+             *[word for path in audio for word in ("--audio", str(path))],
+             *[word for name in precision or [] for word in ("--precision", name)],
+             "--tracks", str(tracks)]
+    command = shlex.join(words)
+    step = None if quiet else (lambda path: stderr.print(f"  {path}", markup=False,
+                                                         highlight=False))
+    for name in precision or ["int8", "bf16"]:
+        try:
+            check = measure(model, name, chosen, command=command, on_track=step)
+            card = resolve_card(model, None)
+        except USER_ERRORS as error:
+            fail_error(error)
+        path = write_check(card, check)
+        verdict = "within bounds" if check.within_bounds() else "OUTSIDE the bounds: not used"
+        print(f"{check.describe()}, mean {check.mean_track_diff:.4f}: {verdict} "
+              f"(recorded in {path})")

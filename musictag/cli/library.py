@@ -13,8 +13,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ..errors import SettingsError
+from ..library import DEFAULT_FIELD
 from ..library.run import LibraryRun, Rule, Selection
-from ..library.tagwriter import DEFAULT_FIELD
 from .app import EXIT_SOME_FAILED, USER_ERRORS, fail, fail_error, stderr
 
 ResumeOption = Annotated[bool, typer.Option(

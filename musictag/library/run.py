@@ -18,15 +18,18 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..audio import AudioError
 from ..errors import RunError, SettingsError
 from ..fileio import atomic_open, remove_stale_temporaries
 from ..output import PATH_ERRORS, is_results_file
+from . import DEFAULT_FIELD
 from .runlog import FileKey, RunLog
 from .shard import parse_shard, select_shard
-from .tagwriter import DEFAULT_FIELD, TagChange, check_field, write_tags
+
+if TYPE_CHECKING:  # mutagen (.tagwriter) is imported only by runs that write tags
+    from .tagwriter import TagChange
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,11 @@ class LibraryRun:
         if output is not None:
             check_output(output)
         parsed = parse_shard(shard) if shard is not None else None
-        name = check_field(tag_field or DEFAULT_FIELD) if write_tags or dry_run else None
+        name = None
+        if write_tags or dry_run:
+            from .tagwriter import check_field
+
+            name = check_field(tag_field or DEFAULT_FIELD)
         run_log = RunLog(output, resume=resume) if logged else None
         return cls(output, fmt, run_log, parsed, retry_failed, name, id3v23, dry_run)
 
@@ -185,6 +192,8 @@ class LibraryRun:
         if self.tag_field is not None:
             if not self.dry_run:
                 self._sweep(Path(os.path.realpath(path)).parent)
+            from .tagwriter import write_tags
+
             values = [item["tag"] for item in record["tags"]]
             change = write_tags(path, values, field=self.tag_field, id3v23=self.id3v23,
                                 dry_run=self.dry_run)

@@ -38,8 +38,8 @@ from mutagen.wave import WAVE
 from ..audio import AudioError
 from ..errors import RunError
 from ..fileio import atomic_path
+from . import DEFAULT_FIELD
 
-DEFAULT_FIELD = "MUSICTAG"
 ID3_TYPES = (MP3, WAVE, AIFF)
 VORBIS_TYPES = (FLAC, OggVorbis, OggOpus, OggFLAC, OggSpeex)
 MP4_FREEFORM = "----:com.apple.iTunes:"
