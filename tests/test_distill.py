@@ -107,11 +107,16 @@ def test_distill_end_to_end_gives_a_card_tag_accepts(tmp_path, corpus, tiny_mode
 
 
 def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, corpus, tiny_model, teacher):
+    """Also for a folder whose config.json was written before the ``device`` setting existed:
+    runs started then are resumed by this code and must go on as they would have."""
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert _distill(whole, corpus, tiny_model).exit_code == 0
     first = _distill(split, corpus, tiny_model, "--max-steps", "5")
     assert first.exit_code == 0, first.output
     assert json.loads((split / "student.json").read_text())["provenance"]["steps"] == 5
+    stored = json.loads((split / "config.json").read_text())
+    assert stored.pop("device") == "cpu"
+    (split / "config.json").write_text(json.dumps(stored, indent=2))  # as the old code wrote it
     resumed = CliRunner().invoke(app, ["distill", "--run-dir", str(split), "--resume",
                                        "--quiet"])
     assert resumed.exit_code == 0, resumed.output
@@ -297,16 +302,16 @@ def test_a_distilled_students_own_training_groups_are_flagged(tmp_path, corpus, 
 def test_the_cache_returns_only_the_files_the_folder_still_holds(tmp_path, corpus):
     import shutil
 
-    from musictag.distill.corpus import build_cache
+    from musictag.distill.corpus import open_corpus
 
     audio = tmp_path / "audio"
     shutil.copytree(corpus, audio)
-    first = build_cache(audio, tmp_path / "cache", sample_rate_hz=TINY_RATE_HZ,
-                        min_duration_s=1.0)
+    first = open_corpus(audio, tmp_path / "cache", sample_rate_hz=TINY_RATE_HZ,
+                        min_duration_s=1.0).tracks
     shutil.rmtree(audio / "noise")
     (audio / "tones" / "tone0.ogg").unlink()
-    second = build_cache(audio, tmp_path / "cache", sample_rate_hz=TINY_RATE_HZ,
-                         min_duration_s=1.0)
+    second = open_corpus(audio, tmp_path / "cache", sample_rate_hz=TINY_RATE_HZ,
+                         min_duration_s=1.0).tracks
     assert {t.group for t in first} == set(GROUPS)
     assert sorted(t.path for t in second) == sorted(
         t.path for t in first if t.group != "noise" and t.path != "tones/tone0.ogg")
@@ -364,7 +369,8 @@ def test_distill_help_states_the_config_defaults():
     command = typer.main.get_command(app).commands["distill"]
     fields = {"name": "name", "steps": "total_steps", "batch_size": "batch_size",
               "labels_per_step": "labels_per_step", "lr": "lr", "warmup_steps": "warmup_steps",
-              "temperature": "temperature", "precision": "precision", "seed": "seed"}
+              "temperature": "temperature", "precision": "precision", "device": "device",
+              "seed": "seed"}
     helps = {param.name: param.help for param in command.params}
     for option, field in fields.items():
         assert f"[default: {getattr(defaults, field)}]" in helps[option], option

@@ -7,19 +7,11 @@ import os
 import numpy as np
 import torch
 
+from ..device import autocast, autocast_dtype, resolve_device
 from ..errors import ModelError
 from ..nets import build_model, use_bf16_form
 from ..registry import ModelCard
 from ..weights import read_weights
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when a GPU is visible; asking for CUDA without one is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' was asked for but no CUDA GPU is available")
-    return torch.device(device)
 
 
 def load_model(card: ModelCard, weights_path: str | os.PathLike) -> torch.nn.Module:
@@ -45,14 +37,13 @@ class TorchBackend:
         self.precision = precision
         self.device = resolve_device(device)
         self.model = load_model(card, weights_path).to(self.device)
-        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.autocast_dtype = autocast_dtype(precision, self.device)
         if self.autocast_dtype is not None:
             use_bf16_form(self.model)
 
     def _run(self, windows: np.ndarray, method) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype,
-                                                    enabled=self.autocast_dtype is not None):
+        with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             return method(batch).float().cpu().numpy()
 
     def predict(self, windows: np.ndarray) -> np.ndarray:

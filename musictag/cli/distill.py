@@ -90,6 +90,9 @@ def distill(
                                        "[default: 1.0].")] = None,
     precision: Annotated[str | None, typer.Option(
         "--precision", help="bf16 or fp32 [default: bf16].")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="Where student and teachers run: cpu, cuda or auto (a CUDA GPU when "
+                         "present) [default: cpu].")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="[default: 0]")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")] = False,
     max_steps: Annotated[int | None, typer.Option(
@@ -106,6 +109,7 @@ def distill(
     from ..distill.augment import parse_group_weight
     from ..distill.run import DistillConfig, DistillRun
     from ..distill.teachers import parse_teacher_spec
+    from ..runfolder import RunFolder
 
     setup_logging(verbose)
     if precision is not None and precision not in ("bf16", "fp32"):
@@ -115,7 +119,7 @@ def distill(
     else:
         if not teacher or audio_dir is None or not hold_out:
             fail("a new run needs --teacher, --audio-dir and --hold-out (or --resume)")
-        if (run_dir / "config.json").exists():
+        if RunFolder(run_dir).started:
             fail(f"{run_dir} already holds a run; add --resume to continue it")
         try:
             teachers = [parse_teacher_spec(spec) for spec in teacher]
@@ -125,7 +129,8 @@ def distill(
             fail_error(error)
         given = {"name": name, "total_steps": steps, "batch_size": batch_size,
                  "labels_per_step": labels_per_step, "lr": lr, "precision": precision,
-                 "seed": seed, "warmup_steps": warmup_steps, "temperature": temperature}
+                 "device": device, "seed": seed, "warmup_steps": warmup_steps,
+                 "temperature": temperature}
         config = DistillConfig(audio_dir=str(audio_dir.resolve()), teachers=teachers,
                                held_out_groups=list(hold_out),
                                group_weights=group_weights,

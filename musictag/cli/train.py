@@ -62,8 +62,8 @@ def _prepared(kind: str, data_dir: Path, labels: Path | None, n_tags: int, cache
     from ..data.cache import default_cache_dir
 
     dataset = open_dataset(kind, data_dir, labels=labels, n_tags=n_tags)
-    cache = AudioCache(cache_dir or default_cache_dir(data_dir), dataset.audio_root,
-                       sample_rate_hz=sample_rate_hz)
+    cache = AudioCache.per_rate(cache_dir or default_cache_dir(data_dir), dataset.audio_root,
+                                sample_rate_hz=sample_rate_hz)
     paths = [clip.path for split in splits for clip in dataset.clips(split)]
     with _progress(quiet) as progress:
         task = progress.add_task("decoding", total=len(paths), info="")
@@ -204,9 +204,9 @@ def train(
     """Train a tagger with the paper's recipe (or your settings); prints the model card's path.
 
     Under torchrun every process runs this same command (DistributedDataParallel)."""
+    from ..runfolder import RunFolder
     from ..training import TrainingInterrupted, TrainingRun
     from ..training.distributed import environment_rank
-    from ..training.run import CONFIG_FILE
 
     main_process = environment_rank() == 0
     setup_logging(verbose)
@@ -218,7 +218,7 @@ def train(
                "init": card_reference(init) if init else None, "name": name,
                "batch_size": batch_size, "lr": lr, "max_epochs": epochs, "seed": seed,
                "precision": precision, "device": device, "arch.dropout": dropout}
-    if main_process and not resume and (run_dir / CONFIG_FILE).exists():
+    if main_process and not resume and RunFolder(run_dir).started:
         fail(f"{run_dir} already holds a run; add --resume to continue it or choose another "
              "--run-dir")
     progress = _progress(quiet)

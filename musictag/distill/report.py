@@ -59,15 +59,15 @@ def compare_teachers(teachers: list[str], audio_dir: str | os.PathLike,
     """
     from ..inference import load_tagger
     from .agreement import excerpt, pairwise_agreement, plausibility, sample_tracks, track_scores
-    from .corpus import Corpus, build_cache
+    from .corpus import open_corpus
 
     status = on_status or _quiet
     audio_dir, cache_dir = Path(audio_dir), Path(cache_dir)
     rate = COMPARE_RATE_HZ
     status(f"decoding {audio_dir}")
-    tracks = build_cache(audio_dir, cache_dir, sample_rate_hz=rate, min_duration_s=MIN_DURATION_S)
-    corpus = Corpus(cache_dir, tracks)
-    chosen = sample_tracks(tracks, per_group)
+    corpus = open_corpus(audio_dir, cache_dir, sample_rate_hz=rate,
+                         min_duration_s=MIN_DURATION_S)
+    chosen = sample_tracks(corpus.tracks, per_group)
     taggers = {name: load_tagger(name, device="cpu") for name in teachers}
     labels = next(iter(taggers.values())).labels
     excerpts = [excerpt(corpus, track, sample_rate_hz=rate) for track in chosen]
@@ -124,7 +124,7 @@ def student_agreement(students: list[str], teachers: list[str], audio_dir: str |
     first-level folders of ``audio_dir``.
     """
     from ..inference import load_tagger
-    from .corpus import Corpus, build_cache
+    from .corpus import Corpus, open_corpus
     from .teachers import TeacherEnsemble, parse_teacher_spec
     from .validate import (
         agreement,
@@ -148,10 +148,9 @@ def student_agreement(students: list[str], teachers: list[str], audio_dir: str |
     ensemble = TeacherEnsemble([parse_teacher_spec(spec) for spec in teachers],
                                labels=first.labels, student_window_s=window / rate)
     status(f"decoding {audio_dir}")
-    tracks = build_cache(audio_dir, cache_dir, sample_rate_hz=rate, min_duration_s=MIN_DURATION_S)
-    corpus = Corpus(cache_dir, tracks)
-    if groups:
-        _, tracks = corpus.split(set(groups))
+    corpus = open_corpus(audio_dir, cache_dir, sample_rate_hz=rate,
+                         min_duration_s=MIN_DURATION_S)
+    tracks = corpus.split(set(groups))[1] if groups else corpus.tracks
     if not tracks:
         raise RunError(f"{audio_dir}: no tracks of at least {MIN_DURATION_S:.0f} s in any group "
                        "folder")
@@ -170,5 +169,5 @@ def student_agreement(students: list[str], teachers: list[str], audio_dir: str |
     paired = {name: paired_difference(scores[students[0]], scores[name], teacher_scores)
               for name in students[1:]}
     return StudentAgreement(tracks=len(tracks), windows_per_track=windows_per_track,
-                            groups=Corpus(cache_dir, tracks).describe(rate),
+                            groups=Corpus(corpus.cache, tracks).describe(rate),
                             teachers=ensemble.describe(), models=models, paired_with_first=paired)

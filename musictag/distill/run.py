@@ -1,8 +1,8 @@
 """The distillation run: resumable training of a student on teacher-labelled augmented audio.
 
-Distillation takes many hours on a CPU, so a run is a folder that can be continued at any time:
-``config.json`` (fixed at the first start), ``checkpoint.pt`` (written atomically every few
-minutes and on Ctrl-C), ``bank.npz`` (the teacher-label bank: each labelled segment's seed and
+Distillation takes many hours, so a run is a :class:`~musictag.runfolder.RunFolder` that can be
+continued at any time: ``config.json`` (fixed at the first start), ``checkpoint.pt`` (written every
+few minutes and on Ctrl-C), ``bank.npz`` (the teacher-label bank: each labelled segment's seed and
 scores, so that a segment is labelled once and trained on several times), ``log.csv`` (one line
 per logged step), ``validation.jsonl`` (one line per validation; beside the held-out agreement,
 the same measure on a fixed sample of training tracks, whose gap to it tells whether the
@@ -10,14 +10,16 @@ student needs more steps or more kinds of music) and the student card + weights 
 validation, ready for ``musictag tag --model RUN/student.json``. The student is evaluated and
 exported from an exponential moving average of its weights, which tracks a good model at any
 point of a long learning-rate schedule.
+
+Student and teachers run on the configured ``device`` (the CPU by default, which is what a run
+whose ``config.json`` predates the setting ran on); the label bank, the segment sampler and its
+generator stay on the CPU, so a seed rebuilds the same segment wherever the networks run.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -29,18 +31,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
+from ..checkpoint import stop_signals
+from ..device import autocast, autocast_dtype, resolve_device
 from ..errors import RunError
-from ..fileio import atomic_open
 from ..nets import build_model, use_bf16_form
 from ..nets.registry import config_to_dict
 from ..nets.samplecnn import SampleCNNConfig
-from ..registry import get_card
+from ..registry import ModelCard, get_card
+from ..runfolder import RunFolder
 from ..training.model import load_init_weights
-from ..weights import save_weights
 from .augment import AugmentConfig, SegmentSampler
 from .bank import LabelBank, bank_fingerprint
-from .corpus import Corpus, CorpusTrack, build_cache
+from .corpus import CorpusTrack, open_corpus
 from .teachers import TeacherEnsemble, centre
 from .validate import ValidationSet, agreement, build_validation_set, track_means
 
@@ -70,6 +72,8 @@ class DistillConfig:
     warmup_steps: int = 300
     ema_decay: float = 0.999
     precision: str = "bf16"
+    #: auto, cpu or cuda; absent from runs started before it existed, which ran on the CPU.
+    device: str = "cpu"
     seed: int = 0
     min_duration_s: float = 4.0
     validate_every: int = 250
@@ -80,8 +84,12 @@ class DistillConfig:
     temperature: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
+        """The stored dict back as a config; fields it lacks take their defaults."""
         data = dict(data)
         data["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
                                            for k, v in data.get("augment", {}).items()})
@@ -115,35 +123,31 @@ def learning_rate(config: DistillConfig, step: int) -> float:
 
 
 class DistillRun:
+    """A distillation run in ``run_dir``: a new one from ``config``, or the stored one resumed
+    (``config`` None, or ``resume`` with a ``config`` that must equal the stored one)."""
+
     def __init__(self, run_dir: str | Path, config: DistillConfig | None = None, *,
-                 on_event: EventCallback | None = None):
+                 resume: bool = False, on_event: EventCallback | None = None):
         self.run_dir = Path(run_dir)
+        self.folder = RunFolder(self.run_dir)
         self.on_event = on_event or (lambda name, values: None)
-        config_path = self.run_dir / "config.json"
-        if config_path.exists():
-            stored = DistillConfig.from_dict(json.loads(config_path.read_text()))
-            if config is not None and dataclasses.asdict(config) != dataclasses.asdict(stored):
-                raise RunError(f"{self.run_dir}: holds a run with another configuration; "
-                               "resume it without options or choose a new run folder")
-            config = stored
-        elif config is None:
-            raise RunError(f"{self.run_dir}: no run to resume (config.json missing)")
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_open(config_path) as handle:
-                json.dump(dataclasses.asdict(config), handle, indent=2)
-        self.config = config
+        if config is not None:  # an unusable device is refused before config.json is written
+            autocast_dtype(config.precision, resolve_device(config.device))
+        self.config = self.folder.open_config(
+            DistillConfig.from_dict, None if config is None else lambda _: config,
+            resume=resume or config is None)
+        self.device = resolve_device(self.config.device)
+        self.dtype = autocast_dtype(self.config.precision, self.device)
 
     # --- setup -------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
         config = self.config
-        cache_dir = Path(config.cache_dir or self.run_dir / "cache")
-        tracks = build_cache(config.audio_dir, cache_dir, sample_rate_hz=config.sample_rate_hz,
-                             min_duration_s=config.min_duration_s,
-                             on_progress=lambda done, total: self.on_event(
-                                 "cache", {"done": done, "total": total}))
-        self.corpus = Corpus(cache_dir, tracks)
+        self.corpus = open_corpus(config.audio_dir, config.cache_dir or self.run_dir / "cache",
+                                  sample_rate_hz=config.sample_rate_hz,
+                                  min_duration_s=config.min_duration_s,
+                                  on_progress=lambda done, total: self.on_event(
+                                      "cache", {"done": done, "total": total}))
         self.train_tracks, self.held_tracks = self.corpus.split(set(config.held_out_groups))
         if not self.train_tracks or not self.held_tracks:
             raise RunError("both the training groups and the held-out groups need tracks")
@@ -153,7 +157,7 @@ class DistillRun:
                            f"{', '.join(sorted(unknown))}")
         torch.manual_seed(config.seed)
         self.generator = np.random.default_rng(config.seed)
-        self.ensemble = TeacherEnsemble(config.teachers,
+        self.ensemble = TeacherEnsemble(config.teachers, device=str(self.device),
                                         student_window_s=config.window_samples /
                                         config.sample_rate_hz)
         self.span = int(np.ceil(self.ensemble.span_s * config.sample_rate_hz))
@@ -169,8 +173,9 @@ class DistillRun:
         self.student = build_model(config.student_arch)
         if config.init:
             load_init_weights(self.student, get_card(config.init), self.ensemble.labels)
-        if config.precision == "bf16":
+        if self.dtype == torch.bfloat16:
             use_bf16_form(self.student)
+        self.student.to(self.device)
         self.ema = copy.deepcopy(self.student).eval()
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
@@ -221,7 +226,8 @@ class DistillRun:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, step)
         self.student.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+        inputs, targets = inputs.to(self.device), targets.to(self.device)
+        with autocast(self.device, self.dtype):
             logits = self.student(inputs)
         loss = soft_target_loss(logits.float(), targets, self.config.temperature)
         self.optimizer.zero_grad(set_to_none=True)
@@ -245,18 +251,17 @@ class DistillRun:
     def _save(self, step: int, elapsed_s: float) -> None:
         """The bank first: a checkpoint never refers to entries that were not written."""
         self.bank.save(self.run_dir / BANK_FILE)
-        save_checkpoint(self.run_dir / "checkpoint.pt", model=self.student,
-                        optimizer=self.optimizer, generator=self.generator,
-                        counters={"step": step, "elapsed_s": elapsed_s,
-                                  "bank_size": len(self.bank)},
-                        extra={"ema": self.ema.state_dict()})
+        self.folder.save_checkpoint(model=self.student, optimizer=self.optimizer,
+                                    generator=self.generator,
+                                    counters={"step": step, "elapsed_s": elapsed_s,
+                                              "bank_size": len(self.bank)},
+                                    extra={"ema": self.ema.state_dict()})
 
     def _restore(self) -> tuple[int, float]:
-        path = self.run_dir / "checkpoint.pt"
-        if not path.exists():
+        state = self.folder.load_checkpoint(model=self.student, optimizer=self.optimizer,
+                                            generator=self.generator)
+        if state is None:
             return 0, 0.0
-        state = load_checkpoint(path, model=self.student, optimizer=self.optimizer,
-                                generator=self.generator)
         self.ema.load_state_dict(state["extra"]["ema"])
         if state.get("bank_size"):
             self.bank = LabelBank.load(self.run_dir / BANK_FILE, n_labels=self.bank.n_labels,
@@ -268,8 +273,8 @@ class DistillRun:
 
     @torch.no_grad()
     def _agreement(self, windows: ValidationSet) -> dict[str, Any]:
-        inputs = torch.from_numpy(windows.inputs.astype(np.float32))
-        scores = np.concatenate([torch.sigmoid(self.ema(inputs[i:i + 32])).numpy()
+        inputs = torch.from_numpy(windows.inputs.astype(np.float32)).to(self.device)
+        scores = np.concatenate([torch.sigmoid(self.ema(inputs[i:i + 32])).cpu().numpy()
                                  for i in range(0, len(inputs), 32)])
         owners = windows.track_of_window
         return agreement(track_means(scores, owners),
@@ -284,9 +289,10 @@ class DistillRun:
                                          ("macro_roc_auc", "mean_top5_overlap", "tracks")}
         return report
 
-    def student_card(self, step: int, elapsed_s: float, report: dict[str, Any]) -> dict:
+    def student_card(self, step: int, elapsed_s: float, report: dict[str, Any]) -> ModelCard:
+        """The card of the student at ``step``, checked as ``tag`` will check it."""
         config = self.config
-        return {
+        return ModelCard.from_dict({
             "name": config.name,
             "description": f"{config.student_arch['name']} distilled from "
                            f"{', '.join(name for name, _ in config.teachers)} (musictag distill)",
@@ -311,30 +317,12 @@ class DistillRun:
                 "corpus_groups": self.corpus.describe(config.sample_rate_hz),
                 "held_out_groups": config.held_out_groups,
             },
-        }
+        })
 
     def export(self, step: int, elapsed_s: float, report: dict[str, Any]) -> Path:
-        card = self.student_card(step, elapsed_s, report)
-        weights_path = self.run_dir / f"{self.config.name}.safetensors"
-        save_weights(weights_path, {k: v.float().numpy() if v.dtype.is_floating_point
-                                    else v.numpy() for k, v in self.ema.state_dict().items()},
-                     card)
-        card_path = self.run_dir / f"{self.config.name}.json"
-        with atomic_open(card_path) as handle:
-            json.dump(card, handle, indent=2)
-        return card_path
-
-    def _log(self, row: dict[str, Any], name: str) -> None:
-        path = self.run_dir / name
-        new = not path.exists()
-        with open(path, "a", newline="") as handle:
-            if name.endswith(".csv"):
-                writer = csv.DictWriter(handle, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-            else:
-                handle.write(json.dumps(row) + "\n")
+        """The averaged student as ``NAME.json`` + ``NAME.safetensors``; the card's path."""
+        return self.folder.export(self.student_card(step, elapsed_s, report),
+                                  self.ema.state_dict())
 
     def train(self, *, max_steps: int | None = None, max_time_s: float | None = None) -> dict:
         """Train until ``total_steps`` (or a step/time budget for this call); returns the last
@@ -358,7 +346,7 @@ class DistillRun:
                            "lr": learning_rate(self.config, step - 1),
                            "seconds_per_step": round((time.monotonic() - tick), 3),
                            "elapsed_s": round(elapsed, 1)}
-                    self._log(row, "log.csv")
+                    self.folder.append_row("log.csv", row)
                     self.on_event("step", row)
                     losses = []
                 if step % self.config.validate_every == 0 or step == stop_at:
@@ -367,7 +355,8 @@ class DistillRun:
                     self.export(step, elapsed, report)
                     summary = {"step": step, "elapsed_s": round(elapsed),
                                **{k: v for k, v in report.items() if k != "per_tag"}}
-                    self._log({**summary, "per_tag": report["per_tag"]}, "validation.jsonl")
+                    self.folder.append_row("validation.jsonl",
+                                           {**summary, "per_tag": report["per_tag"]})
                     self.on_event("validation", summary)
                     last_save = time.monotonic()
                 elif time.monotonic() - last_save > self.config.checkpoint_every_s:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..backends.torch_backend import resolve_device
+from ..device import resolve_device
 
 #: Long enough for a process to decode its share of MTAT while the others wait for it.
 TIMEOUT = datetime.timedelta(hours=3)

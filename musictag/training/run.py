@@ -1,10 +1,10 @@
 """A training run: a folder that holds everything needed to continue it, and its result.
 
-``RUN/config.json`` (fixed when the run starts), ``RUN/checkpoint.pt`` (written atomically after
-every epoch, every ``checkpoint_every_steps`` steps and on Ctrl-C or SIGTERM), ``RUN/log.csv`` and
-``RUN/log.jsonl`` (one row per epoch; the JSON lines add per-tag validation ROC-AUC) and the model
-of the best validation loss so far as ``RUN/NAME.json`` + ``RUN/NAME.safetensors``, ready for
-``musictag tag --model RUN/NAME.json``.
+A :class:`~musictag.runfolder.RunFolder`: ``RUN/config.json`` (fixed when the run starts),
+``RUN/checkpoint.pt`` (written after every epoch, every ``checkpoint_every_steps`` steps and on
+Ctrl-C or SIGTERM), ``RUN/log.csv`` and ``RUN/log.jsonl`` (one row per epoch, rewritten from the
+checkpoint's history; the JSON lines add per-tag validation ROC-AUC) and the model of the best
+validation loss so far as ``RUN/NAME.json`` + ``RUN/NAME.safetensors``.
 
 A run resumed after ``kill -9`` ends with the weights an uninterrupted run would have: an epoch's
 segments are planned from (seed, epoch) and every step reseeds dropout from (seed, epoch, batch,
@@ -13,9 +13,6 @@ rank), so nothing random depends on what happened before the checkpoint.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import math
 import time
@@ -27,16 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint, stop_signals
+from ..checkpoint import stop_signals
 from ..data import open_dataset
 from ..data.cache import AudioCache, default_cache_dir
+from ..device import autocast, autocast_dtype
 from ..errors import RunError
 from ..evaluate import score_windows
-from ..fileio import atomic_open
 from ..inference import Tagger
 from ..metrics import tagging_metrics
 from ..nets import use_bf16_form
-from ..weights import save_weights
+from ..registry import ModelCard
+from ..runfolder import RunFolder
 from . import distributed
 from .batches import SegmentLoader, batch_bounds, epoch_plan, shard
 from .config import TrainConfig, merged
@@ -49,8 +47,6 @@ log = logging.getLogger(__name__)
 #: "epoch_start", "batch", "validate", "epoch".
 EventCallback = Callable[[str, dict[str, Any]], None]
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 LOG_COLUMNS = ("epoch", "step", "loss", "val_loss", "val_roc_auc", "val_pr_auc", "lr", "seconds",
                "outcome")
 #: Keeps log(0) out of the validation loss computed from sigmoid outputs.
@@ -65,45 +61,21 @@ class _StopRequested(Exception):
     pass
 
 
-def open_config(run_dir: Path, settings: dict[str, Any], *, resume: bool,
+def open_config(run_dir: str | Path, settings: dict[str, Any], *, resume: bool,
                 write: bool = True) -> TrainConfig:
-    """The run's configuration: ``settings`` over the defaults for a new run, the stored one
-    for ``resume`` (which ``settings`` may repeat but not change)."""
-    path = run_dir / CONFIG_FILE
-    if path.exists() and resume:
-        try:
-            stored = TrainConfig.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as error:
-            raise RunError(f"{path}: unreadable ({error})") from None
-        current = stored.to_dict()
-        changed = sorted(key for key, value in merged(stored, settings).to_dict().items()
-                         if value != current[key])
-        if changed:
-            raise RunError(f"{run_dir}: resuming continues the stored configuration, which "
-                           f"these settings would change: {', '.join(changed)}")
-        return stored
-    if path.exists() and write:
-        raise RunError(f"{run_dir} already holds a run; resume it or choose another run folder")
-    config = TrainConfig.from_dict(settings)
-    config.validate()
-    if write:
-        with atomic_open(path) as handle:
-            json.dump(config.to_dict(), handle, indent=2)
-    return config
+    """The run's configuration: ``settings`` over the defaults for a new run (checked before it
+    is stored), the stored one for ``resume`` (which ``settings`` may repeat but not change).
+    Resuming a folder that holds no run yet starts it, so one command line both starts and
+    continues a run that a cluster scheduler may requeue."""
 
+    def given(base: TrainConfig | None) -> TrainConfig:
+        config = merged(base or TrainConfig(), settings)
+        if base is None:
+            config.validate()
+        return config
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None for fp32; auto means bfloat16 (or float16) on CUDA and fp32 on a CPU."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "fp16" and device.type != "cuda":
-        raise RunError("precision fp16 needs a CUDA GPU; use bf16 on a CPU")
-    if precision == "bf16" and device.type == "cpu" and not getattr(
-            torch.cpu, "_is_avx512_bf16_supported", lambda: True)():
-        log.warning("this CPU has no native bfloat16 instructions; bf16 autocast will be slow")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return RunFolder(run_dir).open_config(TrainConfig.from_dict, given, resume=resume,
+                                          write=write)
 
 
 class _ModuleBackend:
@@ -117,11 +89,13 @@ class _ModuleBackend:
     @torch.no_grad()
     def predict(self, windows: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+        with autocast(self.device, self.dtype):
             return torch.sigmoid(self.model(batch).float()).cpu().numpy()
 
 
 def step_seed(*parts: int) -> int:
+    """A seed drawn from ``parts`` (seed, epoch, batch, rank): a step's randomness depends on
+    where it is in the run, never on what ran before it."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
@@ -129,6 +103,7 @@ class TrainingRun:
     def __init__(self, run_dir: str | Path, settings: dict[str, Any], *, resume: bool = False,
                  on_event: EventCallback | None = None):
         self.run_dir = Path(run_dir)
+        self.folder = RunFolder(self.run_dir)
         self.on_event = on_event
         is_main = distributed.environment_rank() == 0
         self.config = open_config(self.run_dir, settings, resume=resume, write=is_main)
@@ -151,21 +126,23 @@ class TrainingRun:
         dataset = open_dataset(config.dataset, config.data_dir, labels=config.labels or None,
                                n_tags=config.n_tags)
         self.spec = resolve_spec(config, len(dataset.tags))
-        self.cache = AudioCache(config.cache_dir or default_cache_dir(config.data_dir),
-                                dataset.audio_root, sample_rate_hz=self.spec.sample_rate_hz)
+        self.cache = AudioCache.per_rate(config.cache_dir or default_cache_dir(config.data_dir),
+                                         dataset.audio_root,
+                                         sample_rate_hz=self.spec.sample_rate_hz)
         needed = [clip.path for split in ("train", "valid") for clip in dataset.clips(split)]
         self.cache.decode(needed[dist.rank::dist.world_size], workers=config.workers,
                           on_progress=lambda done, total: self._emit(
                               "decode", {"done": done, "total": total}))
         dist.barrier()
-        self.dataset = dataset.keep_decoded(self.cache.lengths(needed), self.spec.sample_rate_hz)
+        lengths = self.cache.lengths(needed)
+        self.dataset = dataset.keep_decoded(lengths, self.spec.sample_rate_hz)
         self.train_clips = self.dataset.clips("train")
         self.valid_clips = self.dataset.clips("valid")
         if len(self.train_clips) < 2 or not self.valid_clips:
             raise RunError(f"{config.data_dir}: training needs clips in both the train and "
                            f"the valid split (found {len(self.train_clips)} and "
                            f"{len(self.valid_clips)})")
-        self.train_lengths = np.array([len(self.cache.samples(c.path)) for c in self.train_clips])
+        self.train_lengths = np.array([lengths[c.path] for c in self.train_clips])
         self.loader = SegmentLoader(self.cache, [c.path for c in self.train_clips],
                                     self.dataset.targets(self.train_clips),
                                     self.spec.window_samples)
@@ -206,8 +183,8 @@ class TrainingRun:
     def _save(self) -> None:
         if not self.dist.is_main:
             return
-        save_checkpoint(
-            self.run_dir / CHECKPOINT_FILE, model=self.module, optimizer=self.optimizer,
+        self.folder.save_checkpoint(
+            model=self.module, optimizer=self.optimizer,
             scheduler=self.schedule,
             counters={"epoch": self.epoch, "batch": self.batch, "step": self.step,
                       "loss_sum": self.loss_sum, "loss_count": self.loss_count,
@@ -217,11 +194,10 @@ class TrainingRun:
                    "history": self.history})
 
     def _restore(self) -> None:
-        path = self.run_dir / CHECKPOINT_FILE
-        if not path.exists():
+        state = self.folder.load_checkpoint(model=self.module, optimizer=self.optimizer,
+                                            scheduler=self.schedule)
+        if state is None:
             return
-        state = load_checkpoint(path, model=self.module, optimizer=self.optimizer,
-                                scheduler=self.schedule)
         for key in ("epoch", "batch", "step", "loss_count"):
             setattr(self, key, int(state[key]))
         for key in ("loss_sum", "elapsed_s", "epoch_s"):
@@ -238,7 +214,7 @@ class TrainingRun:
         device = self.dist.device
         inputs = torch.from_numpy(segments).to(device, non_blocking=True)
         labels = torch.from_numpy(targets).to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+        with autocast(device, self.dtype):
             logits = self.model(inputs)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -368,7 +344,7 @@ class TrainingRun:
         improved = [row for row in self.history if row["outcome"] == "improved"]
         return improved[-1] if improved else {}
 
-    def _card(self, reported: dict[str, Any], provenance: dict[str, Any]):
+    def _card(self, reported: dict[str, Any], provenance: dict[str, Any]) -> ModelCard:
         return trained_card(self.spec, name=self.name, labels=self.dataset.tags,
                             training_data=("MagnaTagATune" if self.dataset.kind == "mtat" else
                                            f"labelled folder {Path(self.config.data_dir).name}"),
@@ -383,24 +359,11 @@ class TrainingRun:
              "training_time_s": round(self.elapsed_s), "world_size": self.dist.world_size,
              "clips": self.dataset.describe(),
              "init": self.spec.init.name if self.spec.init else None,
-             "config": self.config.to_dict()}).to_dict()
-        state = self.best_state or self.module.state_dict()
-        save_weights(self.run_dir / f"{self.name}.safetensors",
-                     {k: v.detach().cpu().float().numpy() if v.is_floating_point()
-                      else v.detach().cpu().numpy() for k, v in state.items()}, card)
-        card_path = self.run_dir / f"{self.name}.json"
-        with atomic_open(card_path) as handle:
-            json.dump(card, handle, indent=2)
-        return card_path
+             "config": self.config.to_dict()})
+        return self.folder.export(card, self.best_state or self.module.state_dict())
 
     def _write_logs(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in self.history:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v)
-                             for k, v in row.items()})
-        with atomic_open(self.run_dir / "log.csv", newline="") as handle:
-            handle.write(buffer.getvalue())
-        with atomic_open(self.run_dir / "log.jsonl") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in self.history)
+        self.folder.write_rows(
+            "log.csv", ({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v)
+                         for k, v in row.items()} for row in self.history), LOG_COLUMNS)
+        self.folder.write_rows("log.jsonl", self.history)
