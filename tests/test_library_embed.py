@@ -83,6 +83,25 @@ def test_embed_shapes(tiny_model, tmp_path):
     assert plain.exit_code == 0 and EmbeddingIndex.load(tmp_path / "p.npz").window_file is None
 
 
+def test_embed_precision_bf16_is_near_fp32_and_other_precisions_are_refused(tiny_model,
+                                                                             tmp_path):
+    files = library(tmp_path / "music")
+    for precision in ("fp32", "bf16"):
+        result = invoke("embed", files["chirp"], files["noise"], "--model", "tiny-test",
+                        "--precision", precision, "-o", tmp_path / f"{precision}.npz")
+        assert result.exit_code == 0, result.stderr
+    exact, bf16 = (EmbeddingIndex.load(tmp_path / f"{p}.npz") for p in ("fp32", "bf16"))
+    assert exact.paths == bf16.paths
+    assert not np.array_equal(exact.embeddings, bf16.embeddings)  # bf16 really ran
+    np.testing.assert_allclose(bf16.embeddings, exact.embeddings, rtol=0.05, atol=0.02)
+
+    refused = invoke("embed", files["chirp"], "--model", "tiny-test", "--precision", "int8",
+                     "-o", tmp_path / "int8.npz")
+    assert refused.exit_code == 2
+    assert "--precision must be fp32 or bf16" in refused.stderr
+    assert not (tmp_path / "int8.npz").exists()
+
+
 def test_similar_ranks_the_near_copy_first(tmp_path):
     card = gain_blind_model(tmp_path / "model")
     weights = card.with_suffix(".safetensors")

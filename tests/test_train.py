@@ -88,6 +88,10 @@ def test_mtat_is_preprocessed_trained_and_evaluated_above_0_9_roc_auc(mtat, tmp_
     report = json.loads(evaluated.stdout)
     assert report["n_clips"] == 30 and report["roc_auc"] > 0.9, report["roc_auc"]
     assert len(report["per_tag"]) == 50
+    in_bf16 = invoke("evaluate", "--model", card_path, "--data-dir", root, "--cache-dir", cache,
+                     "--split", "test", "--json", "-q", "--precision", "bf16")
+    assert in_bf16.exit_code == 0, in_bf16.output
+    assert abs(json.loads(in_bf16.stdout)["roc_auc"] - report["roc_auc"]) < 0.02
 
     clip = next(p for p in sorted((root / "d").iterdir()) if p.suffix == ".mp3")
     tagged = invoke("tag", "--model", card_path, clip, "--format", "json", "-q")

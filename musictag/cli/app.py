@@ -37,6 +37,11 @@ WeightsOption = Annotated[Path | None, typer.Option(
                       "stored card is used unless --model).")]
 DeviceOption = Annotated[str, typer.Option(
     "--device", help="auto, cpu or cuda (auto picks a CUDA GPU when present).")]
+#: embed and evaluate default to the exact path: an index or a score then compares across
+#: machines; bf16 is the torch form tag's ``--precision auto`` picks on AMX CPUs.
+ExactPrecisionOption = Annotated[str, typer.Option(
+    "--precision", help="fp32 (exact, the default) or bf16 (torch's bf16 form, faster on "
+                        "CPUs with AMX; `musictag verify-paths` measures it against fp32).")]
 BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", "-b", min=1, help="Windows per inference batch.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -71,6 +76,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit: how every whole-job failure ends."""
     stderr.print(f"musictag: error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def check_exact_or_bf16(precision: str) -> None:
+    """The two precisions of ``ExactPrecisionOption``; tag's auto and int8 need its own rules."""
+    if precision not in ("fp32", "bf16"):
+        fail(f"--precision must be fp32 or bf16, not {precision!r}")
 
 
 def fail_error(error: BaseException, code: int = EXIT_USAGE, *, flags: str = "") -> NoReturn:

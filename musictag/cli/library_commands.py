@@ -25,11 +25,13 @@ from .app import (
     EXIT_SOME_FAILED,
     BatchSizeOption,
     DeviceOption,
+    ExactPrecisionOption,
     ModelOption,
     QuietOption,
     VerboseOption,
     WeightsOption,
     app,
+    check_exact_or_bf16,
     fail,
     fail_error,
     progress_bar,
@@ -90,6 +92,7 @@ def embed(
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
+    precision: ExactPrecisionOption = "fp32",
     batch_size: BatchSizeOption = 16,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
@@ -108,7 +111,8 @@ def embed(
     files, failed = collect_paths(paths)  # unlisted folders count as failures
     if not files:
         fail("no audio files found in the given paths")
-    load = {"device": device, "batch_size": batch_size}
+    check_exact_or_bf16(precision)
+    load = {"device": device, "precision": precision, "batch_size": batch_size}
     if chosen.is_ray:  # the actors load the model; here its card is only read
         card = open_card(model, weights)
         chosen.connect(verbose=verbose)

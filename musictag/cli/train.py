@@ -22,11 +22,13 @@ from .app import (
     USER_ERRORS,
     BatchSizeOption,
     DeviceOption,
+    ExactPrecisionOption,
     ModelOption,
     QuietOption,
     VerboseOption,
     WeightsOption,
     app,
+    check_exact_or_bf16,
     fail,
     fail_error,
     progress_bar,
@@ -264,6 +266,7 @@ def evaluate(
     workers: WorkersOption = 2,
     n_tags: NTagsOption = 0,
     device: DeviceOption = "auto",
+    precision: ExactPrecisionOption = "fp32",
     batch_size: BatchSizeOption = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
     quiet: QuietOption = False,
@@ -274,7 +277,9 @@ def evaluate(
     from .loading import open_tagger
 
     setup_logging(verbose)
-    tagger = open_tagger(model, weights, device=device, batch_size=batch_size)
+    check_exact_or_bf16(precision)
+    tagger = open_tagger(model, weights, device=device, precision=precision,
+                         batch_size=batch_size)
     splits = ["train", "valid", "test"] if split == "all" else [split]
     try:
         prepared, cache = _prepared(dataset, data_dir, labels, n_tags, cache_dir,
