@@ -422,3 +422,31 @@ def test_compare_teachers_from_python_and_the_command(tmp_path, corpus, tiny_mod
         "compare-teachers", "--teacher", "tiny-teacher", "--audio-dir", str(corpus),
         "--cache-dir", str(tmp_path / "cache"), "--expect", str(expect)])
     assert bad.exit_code == 2 and "not a JSON object" in bad.stderr
+
+
+def test_band_limiting_removes_the_top_and_spares_older_runs():
+    """A band-limited segment keeps nothing above the lower rate's Nyquist frequency; a stored
+    config from before band limiting existed gets none, and its bank keeps its fingerprint."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from musictag.distill.augment import AugmentConfig, SegmentSampler
+
+    rate = 22050
+    config = AugmentConfig(band_limit_probability=1.0, band_limit_rates_hz=(8000.0,))
+    sampler = SegmentSampler(None, [SimpleNamespace(n_samples=rate, group="g")],
+                             sample_rate_hz=rate, config=config)
+    noise = np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+    narrow = sampler._band_limit(noise, np.random.default_rng(1))
+    assert narrow.shape == noise.shape and narrow.dtype == np.float32
+    power = np.abs(np.fft.rfft(narrow)) ** 2
+    freqs = np.fft.rfftfreq(rate, 1 / rate)
+    assert power[freqs > 4200].sum() < 1e-3 * power[freqs < 3800].sum()
+    assert power[freqs < 3800].sum() > 0.5 * (np.abs(np.fft.rfft(noise)) ** 2)[freqs < 3800].sum()
+
+    old = {key: value for key, value in dataclasses.asdict(AugmentConfig()).items()
+           if not key.startswith("band_limit")}
+    restored = AugmentConfig.from_dict(old)
+    assert restored.band_limit_probability == 0.0
+    assert restored.fingerprint_dict() == old
+    assert "band_limit_probability" in AugmentConfig().fingerprint_dict()

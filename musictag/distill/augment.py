@@ -7,6 +7,7 @@ source. Gain changes matter for SampleCNN in particular: it sees raw, unnormalis
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,27 @@ class AugmentConfig:
     noise_probability: float = 0.3
     noise_snr_db: tuple[float, float] = (20.0, 45.0)
     mix_probability: float = 0.3
+    # Narrow-band audio (telephone prompts, old low-rate files, lossy encodes that drop the top
+    # octave) is common in users' folders and absent from a full-band corpus; the teachers,
+    # which hear only up to 8 kHz, still name a voice in it.
+    band_limit_probability: float = 0.15
+    band_limit_rates_hz: tuple[float, ...] = (8000.0, 11025.0, 16000.0)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AugmentConfig:
+        """A stored config back; one written before band limiting existed keeps none of it, so
+        its label bank's seeds still rebuild the segments they labelled."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        values.setdefault("band_limit_probability", 0.0)
+        return cls(**values)
+
+    def fingerprint_dict(self) -> dict:
+        """The fields a label bank depends on; band limiting only where it is on, so banks made
+        before it existed keep their fingerprint."""
+        values = dataclasses.asdict(self)
+        if not self.band_limit_probability:
+            del values["band_limit_probability"], values["band_limit_rates_hz"]
+        return values
 
 
 def parse_group_weight(spec: str) -> tuple[str, float]:
@@ -83,6 +105,9 @@ class SegmentSampler:
             segment = self._equalise(segment, rng)
         if rng.random() < config.noise_probability:
             segment = self._noise(segment, rng)
+        # Drawn last and only when on, so that the draws above stay those of earlier runs.
+        if config.band_limit_probability and rng.random() < config.band_limit_probability:
+            segment = self._band_limit(segment, rng)
         segment = segment * 10 ** (rng.uniform(*config.gain_db) / 20)
         peak = np.abs(segment).max()
         return (segment / peak if peak > 1.0 else segment).astype(np.float32)
@@ -102,6 +127,17 @@ class SegmentSampler:
         gains_db = rng.uniform(-1.0, 1.0, 8) * self.config.eq_max_db
         curve = np.interp(np.log(np.maximum(freqs, 30.0)), np.log(band_edges), gains_db)
         return np.fft.irfft(spectrum * 10 ** (curve / 20), n=len(segment)).astype(np.float32)
+
+    def _band_limit(self, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Down to a lower sample rate and back: nothing above its Nyquist frequency is left."""
+        rates = [r for r in self.config.band_limit_rates_hz if r < self.rate]
+        if not rates:
+            return segment
+        low = float(rates[rng.integers(len(rates))])
+        narrow = soxr.resample(soxr.resample(segment, self.rate, low, quality="HQ"), low,
+                               self.rate, quality="HQ")
+        return np.pad(narrow, (0, max(len(segment) - len(narrow), 0)))[:len(segment)] \
+            .astype(np.float32)
 
     def _noise(self, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """White or pink noise at a random signal-to-noise ratio."""

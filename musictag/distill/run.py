@@ -91,8 +91,7 @@ class DistillConfig:
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
         """The stored dict back as a config; fields it lacks take their defaults."""
         data = dict(data)
-        data["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in data.get("augment", {}).items()})
+        data["augment"] = AugmentConfig.from_dict(data.get("augment", {}))
         data["teachers"] = [tuple(t) for t in data["teachers"]]
         return cls(**data)
 
@@ -167,7 +166,7 @@ class DistillRun:
                                       group_weights=config.group_weights)
         self.bank = LabelBank(len(self.ensemble.labels), bank_fingerprint({
             "tracks": [[t.path, t.n_samples] for t in self.train_tracks],
-            "augment": dataclasses.asdict(config.augment), "span": self.span,
+            "augment": config.augment.fingerprint_dict(), "span": self.span,
             "group_weights": config.group_weights,
             "sample_rate_hz": config.sample_rate_hz, "teachers": self.ensemble.describe()}))
         self.student = build_model(config.student_arch)
